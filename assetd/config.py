@@ -1,0 +1,105 @@
+"""Settings (CONTRACT §8): flags, then ``ASSETD_*`` variables, then ``assetd.toml``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from assetd.schemas.ids import BranchId
+
+
+class Settings(BaseSettings):
+    """Every knob of assetd, shared by the daemon, the client and ``assetctl``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ASSETD_", toml_file="assetd.toml", extra="ignore", validate_default=True
+    )
+
+    nats_url: str | None = Field(default=None, description="None: embedded nats-server")
+    nats_creds: Path | None = None
+    nats_nkey: Path | None = None
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    nats_token: SecretStr | None = None
+    nats_tls_ca: Path | None = None
+    nats_tls_cert: Path | None = None
+    nats_tls_key: Path | None = None
+    embedded_nats_port: int = Field(default=4223, ge=1, le=65535)
+
+    db_url: str | None = Field(default=None, description="None: SQLite under data_dir")
+    db_busy_timeout_ms: int = Field(default=5000, ge=0)
+    rules: Path | None = None
+    data_dir: Path = Path(".assetd")
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    subject_prefix: str = Field(default="assetd", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+
+    project: str | None = None
+    branch: BranchId = "main"
+
+    max_message_bytes: int = Field(default=256 * 1024, ge=1024)
+    batch_size: int = Field(default=500, ge=1, le=10000)
+    fetch_timeout: float = Field(default=1.0, gt=0)
+    max_deliver: int = Field(default=5, ge=1)
+    ack_wait: float = Field(default=30.0, gt=0)
+    nak_delay: float = Field(default=1.0, ge=0)
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def effective_nats_url(self) -> str:
+        """The URL to connect to: the configured one or the embedded server's."""
+        return self.nats_url or f"nats://127.0.0.1:{self.embedded_nats_port}"
+
+    @property
+    def effective_db_url(self) -> str:
+        """The registry URL: the configured one or SQLite under the data dir."""
+        return self.db_url or f"sqlite:///{self.data_dir / 'registry.db'}"
+
+    def nats_connect_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``nats.connect`` carrying the configured credentials."""
+        opts: dict[str, Any] = {}
+        if self.nats_creds:
+            opts["user_credentials"] = str(self.nats_creds)
+        if self.nats_nkey:
+            opts["nkeys_seed"] = str(self.nats_nkey)
+        if self.nats_user:
+            opts["user"] = self.nats_user
+        if self.nats_password:
+            opts["password"] = self.nats_password.get_secret_value()
+        if self.nats_token:
+            opts["token"] = self.nats_token.get_secret_value()
+        if self.nats_tls_ca or self.nats_tls_cert:
+            import ssl
+
+            ctx = ssl.create_default_context(
+                cafile=str(self.nats_tls_ca) if self.nats_tls_ca else None
+            )
+            if self.nats_tls_cert:
+                ctx.load_cert_chain(
+                    str(self.nats_tls_cert), str(self.nats_tls_key) if self.nats_tls_key else None
+                )
+            opts["tls"] = ctx
+        return opts
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings; ``overrides`` (from flags) win, ``None`` values are ignored."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

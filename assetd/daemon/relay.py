@@ -1,0 +1,95 @@
+"""The outbox relay: publish committed outbound events to JetStream, in order, by id."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine
+
+from assetd.registry import repo
+
+log = structlog.get_logger("assetd.relay")
+
+
+class OutboxRelay:
+    """Publishes pending outbox rows with ``Nats-Msg-Id`` = id; marks them only after the ack.
+
+    A crash between publish and mark re-publishes the same ids, which JetStream drops
+    inside its duplicate window; subscribers dedupe by id beyond it.
+    """
+
+    def __init__(self, *, writer: Engine, reader: Engine, js: Callable[[], Any],
+                 batch: int = 1000, sweep_interval: float = 1.0,
+                 publish_timeout: float = 10.0) -> None:
+        self.writer, self.reader, self.js, self.batch = writer, reader, js, batch
+        self.sweep_interval, self.publish_timeout = sweep_interval, publish_timeout
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.published = 0
+
+    def wake(self) -> None:
+        """Tell the relay new rows were committed."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Run the relay loop in the background."""
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        """Publish what is pending (bounded by the publish timeout), then stop."""
+        self._stopping = True
+        self._wake.set()
+        if self._task:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                await self.flush()
+                backoff = 0.1
+            except Exception as exc:
+                log.warning("outbox publish failed; retrying", error=str(exc)[:300],
+                            backoff=backoff)
+                if self._stopping:
+                    return
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if self._stopping:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.sweep_interval)
+            self._wake.clear()
+
+    async def flush(self) -> int:
+        """Publish every pending row; return how many were published."""
+        total = 0
+        while True:
+            rows = await asyncio.to_thread(self._pending)
+            if not rows:
+                return total
+            js = self.js()
+            futures = [
+                await js.publish_async(subject, payload, headers={"Nats-Msg-Id": oid})
+                for _, oid, subject, payload in rows
+            ]
+            await asyncio.wait_for(asyncio.gather(*futures), self.publish_timeout)
+            await asyncio.to_thread(self._mark, [seq for seq, *_ in rows])
+            total += len(rows)
+            self.published += len(rows)
+
+    def _pending(self) -> list[tuple[int, str, str, bytes]]:
+        with self.reader.connect() as conn:
+            return repo.outbox_pending(conn, limit=self.batch)
+
+    def _mark(self, seqs: list[int]) -> None:
+        with self.writer.begin() as conn:
+            repo.outbox_mark_published(conn, seqs=seqs, now=datetime.now(UTC))

@@ -1,0 +1,108 @@
+"""Apply one pulled batch in one transaction: inbox ▸ change ▸ outbox, a savepoint per event."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from assetd.errors import RejectedError
+from assetd.handlers.consumption import on_consumed
+from assetd.handlers.decode import Inbound, Tokens
+from assetd.handlers.lifecycle import on_updated
+from assetd.handlers.registration import on_defined, on_registered
+from assetd.handlers.tx import Tx
+from assetd.registry import repo
+from assetd.schemas.outbound import EventRejected
+
+Handler = Callable[[Tx, Inbound], None]
+HANDLERS: dict[str, Handler] = {
+    "asset_defined": on_defined,
+    "asset_registered": on_registered,
+    "asset_consumed": on_consumed,
+    "instance_updated": on_updated,
+}
+Outcome = Literal["applied", "duplicate", "rejected", "retry"]
+
+
+@dataclass(slots=True)
+class Received:
+    """One pulled message: where it came from, and what decoding made of it."""
+
+    tokens: Tokens
+    seq: int
+    delivered: int
+    item: Inbound | None = None
+    rejection: RejectedError | None = None
+    outcome: Outcome = "retry"
+    error: str | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def reject(self, exc: RejectedError) -> None:
+        """Mark this message as bad input."""
+        self.outcome, self.error, self.errors = "rejected", exc.reason, exc.errors
+
+
+def apply_batch(engine: Engine, batch: list[Received], *, prefix: str, max_deliver: int) -> None:
+    """Apply ``batch`` and set each message's outcome; raise on a database failure (retry all)."""
+    with engine.begin() as conn:
+        tx = Tx(conn=conn, now=datetime.now(UTC), prefix=prefix)
+        for rec in batch:
+            if rec.rejection is None and rec.item is not None:
+                _apply_one(tx, rec, max_deliver)
+            elif rec.rejection is not None:
+                rec.reject(rec.rejection)
+            if rec.outcome == "rejected":
+                _queue_rejection(tx, rec)
+
+
+def _apply_one(tx: Tx, rec: Received, max_deliver: int) -> None:
+    assert rec.item is not None
+    ev = rec.item.event
+    handler = HANDLERS.get(ev.type)
+    if handler is None:
+        rec.reject(RejectedError(
+            f"event type {ev.type} is not handled by this assetd version yet; replay it from the "
+            "DLQ after upgrading (see docs/events.md)"))
+        return
+    versions = dict(tx.versions)
+    savepoint = tx.conn.begin_nested()
+    try:
+        if not repo.inbox_add(tx.conn, project=ev.project, event_id=ev.id, type_=ev.type,
+                              now=tx.now):
+            savepoint.commit()
+            rec.outcome = "duplicate"
+            return
+        handler(tx, rec.item)
+        tx.flush()
+        savepoint.commit()
+        rec.outcome = "applied"
+    except SQLAlchemyError:
+        raise
+    except RejectedError as exc:
+        _undo(tx, savepoint, versions)
+        rec.reject(exc)
+    except Exception as exc:  # a bug or poison message: retry, then dead-letter
+        _undo(tx, savepoint, versions)
+        rec.error = f"{type(exc).__name__}: {exc}"[:500]
+        if rec.delivered >= max_deliver:
+            rec.reject(RejectedError(f"failed {rec.delivered} times; last error: {rec.error}"))
+
+
+def _undo(tx: Tx, savepoint: Any, versions: dict[tuple[str, str, str], int]) -> None:
+    savepoint.rollback()
+    tx.outbox = []
+    tx.versions = versions
+
+
+def _queue_rejection(tx: Tx, rec: Received) -> None:
+    tok = rec.tokens
+    tx.emit(project=tok.project, branch=tok.branch, asset=tok.asset, type_="event_rejected",
+            cause=tok.event_id, key=f"rejected:{rec.seq}",
+            data=EventRejected(event_id=tok.event_id, inbound_subject=tok.subject,
+                               reason=rec.error or "rejected", errors=rec.errors))
+    tx.flush()

@@ -1,0 +1,33 @@
+"""``instance_updated``: finalize a pending instance, or change its validity."""
+
+from __future__ import annotations
+
+from assetd.errors import QueryError, RejectedError
+from assetd.handlers.decode import Inbound
+from assetd.handlers.tx import Tx
+from assetd.registry import repo
+from assetd.schemas.inbound import InstanceUpdated
+
+
+def on_updated(tx: Tx, item: Inbound) -> None:
+    """Apply a state change (only from ``pending``) and/or a validity change."""
+    ev, data = item.event, item.data
+    assert isinstance(data, InstanceUpdated)
+    if data.state is None and data.validity is None:
+        raise RejectedError("instance_updated needs state or validity (or both)")
+    try:
+        row = repo.resolve(tx.conn, project=ev.project, branch=ev.branch, asset=ev.subject,
+                           selector=data.instance, allow_invalid=True)
+    except QueryError as exc:
+        raise RejectedError(exc.message) from None
+    values: dict[str, object] = {"updated_at": tx.now}
+    if data.state is not None and data.state != row.state:
+        if row.state != "pending":
+            raise RejectedError(
+                f"{ev.subject} {data.instance} is {row.state}; only a pending instance can "
+                f"become {data.state}"
+            )
+        values["state"] = data.state
+    if data.validity is not None:
+        values["validity"] = data.validity
+    repo.update_instance(tx.conn, instance_id=row.id, values=values)

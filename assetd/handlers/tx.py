@@ -1,0 +1,82 @@
+"""The unit of work of one batch: a connection, the clock, and the outbound events to queue."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+from sqlalchemy import Connection
+
+from assetd.registry import repo
+from assetd.schemas.envelope import iso
+
+_NS = uuid.UUID("6f1c1d1e-5b0e-4a52-9a0c-a55e7d000001")
+
+
+def outbound_id(project: str, cause: str, type_: str, asset: str, branch: str) -> str:
+    """Deterministic outbound id: the same cause always yields the same id."""
+    return str(uuid.uuid5(_NS, f"{project}\x1f{cause}\x1f{type_}\x1f{asset}\x1f{branch}"))
+
+
+@dataclass(slots=True)
+class Tx:
+    """What a handler may touch: the connection, ``now`` (UTC) and the version cache."""
+
+    conn: Connection
+    now: datetime
+    prefix: str
+    versions: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+
+    def emit(
+        self, *, project: str, branch: str, asset: str, type_: str, cause: str | None,
+        data: BaseModel | dict[str, Any], key: str | None = None,
+    ) -> None:
+        """Queue one outbound CloudEvent; it is written with the change it describes.
+
+        Its id derives from ``key`` (default: the inbound id ``cause``), so a retried batch
+        queues the same ids and the outbox and JetStream both drop the copy.
+        """
+        body = data.model_dump(mode="json", by_alias=True) if isinstance(data, BaseModel) else data
+        eid = outbound_id(project, key or cause or "", type_, asset, branch)
+        envelope = {
+            "specversion": "1.0",
+            "id": eid,
+            "source": "assetd",
+            "type": type_,
+            "time": iso(self.now),
+            "subject": asset,
+            "project": project,
+            "branch": branch,
+            "datacontenttype": "application/json",
+            "causeid": cause,
+            "data": body,
+        }
+        self.outbox.append({
+            "id": eid,
+            "subject": f"{self.prefix}.out.{project}.{asset}.{type_}",
+            "payload": orjson.dumps(envelope),
+            "created_at": self.now,
+        })
+
+    def flush(self) -> None:
+        """Write the queued outbound events of the current event."""
+        repo.outbox_add(self.conn, rows=self.outbox)
+        self.outbox = []
+
+    def next_version(self, project: str, branch: str, asset: str) -> int:
+        """The next free version of (project, branch, asset) inside this transaction."""
+        key = (project, branch, asset)
+        if key not in self.versions:
+            self.versions[key] = repo.max_version(
+                self.conn, project=project, branch=branch, asset=asset
+            )
+        return self.versions[key] + 1
+
+    def took_version(self, project: str, branch: str, asset: str, version: int) -> None:
+        """Remember that ``version`` is now taken (only after its insert succeeded)."""
+        self.versions[(project, branch, asset)] = version

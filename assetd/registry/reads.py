@@ -1,0 +1,190 @@
+"""Read-side queries of the registry (CONTRACT §7); results are JSON-ready dicts."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, select
+
+from assetd.errors import InvalidError
+from assetd.registry import repo
+from assetd.registry.tables import ALIAS, ASSET, DECISION, EDGE, INSTANCE
+from assetd.schemas.envelope import iso
+
+MAX_LINEAGE_NODES = 10_000
+
+
+def instance_view(conn: Connection, rows: list[Any]) -> list[dict[str, Any]]:
+    """Instances as in ``instance_created`` plus ``validity``, ``created_at`` and ``aliases``."""
+    ids = [r.id for r in rows]
+    inputs: dict[int, list[dict[str, str]]] = defaultdict(list)
+    aliases: dict[int, list[str]] = defaultdict(list)
+    if ids:
+        up = INSTANCE.alias("up")
+        q = (
+            select(EDGE.c.downstream_id, up.c.asset, up.c.branch, up.c.version)
+            .join(up, up.c.id == EDGE.c.upstream_id)
+            .where(EDGE.c.relation == "input", EDGE.c.downstream_id.in_(ids))
+            .order_by(EDGE.c.id)
+        )
+        for d_id, asset, branch, version in conn.execute(q):
+            inputs[d_id].append({"asset": asset, "branch": branch, "instance": f"v{version}"})
+        for i_id, name in conn.execute(
+            select(ALIAS.c.instance_id, ALIAS.c.alias).where(ALIAS.c.instance_id.in_(ids))
+        ):
+            aliases[i_id].append(name)
+    return [
+        {
+            "asset": r.asset, "branch": r.branch, "instance": f"v{r.version}",
+            "version": r.version, "kind": r.kind, "annotations": r.annotations, "tags": r.tags,
+            "reference": r.reference, "inputs": inputs[r.id], "state": r.state,
+            "producer": r.producer, "validity": r.validity, "created_at": iso(r.created_at),
+            "aliases": sorted(aliases[r.id]),
+        }
+        for r in rows
+    ]
+
+
+def resolve(conn: Connection, *, project: str, branch: str, asset: str, selector: str,
+            allow_invalid: bool) -> dict[str, Any]:
+    """One instance by selector."""
+    row = repo.resolve(conn, project=project, branch=branch, asset=asset, selector=selector,
+                       allow_invalid=allow_invalid)
+    return instance_view(conn, [row])[0]
+
+
+def instances(conn: Connection, *, project: str, branch: str, asset: str, limit: int,
+              before: int | None) -> dict[str, Any]:
+    """A page of instances, newest first; ``next`` is the ``before`` of the next page."""
+    q = select(INSTANCE).where(
+        INSTANCE.c.project == project, INSTANCE.c.branch == branch, INSTANCE.c.asset == asset
+    )
+    if before is not None:
+        q = q.where(INSTANCE.c.version < before)
+    rows = list(conn.execute(q.order_by(INSTANCE.c.version.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"items": instance_view(conn, rows), "next": rows[-1].version if more else None}
+
+
+def assets(conn: Connection, *, project: str, branch: str, kind: str | None,
+           tags: dict[str, str] | None) -> list[dict[str, Any]]:
+    """Assets of a project with their latest ready instance, aliases and instance count.
+
+    ``tags`` filter on the tags of the latest ready instance (exact match, all given).
+    """
+    q = select(ASSET).where(ASSET.c.project == project).order_by(ASSET.c.asset)
+    if kind:
+        q = q.where(ASSET.c.kind == kind)
+    defs = list(conn.execute(q))
+    counts = dict(conn.execute(
+        select(INSTANCE.c.asset, func.count())
+        .where(INSTANCE.c.project == project, INSTANCE.c.branch == branch)
+        .group_by(INSTANCE.c.asset)
+    ).all())
+    latest = _latest_ready(conn, project, branch)
+    alias_map: dict[str, dict[str, str]] = defaultdict(dict)
+    for asset, alias, version in conn.execute(
+        select(ALIAS.c.asset, ALIAS.c.alias, INSTANCE.c.version)
+        .join(INSTANCE, INSTANCE.c.id == ALIAS.c.instance_id)
+        .where(ALIAS.c.project == project, ALIAS.c.branch == branch)
+    ):
+        alias_map[asset][alias] = f"v{version}"
+    out = []
+    for d in defs:
+        top = latest.get(d.asset)
+        if tags and (top is None or any(top.tags.get(k) != v for k, v in tags.items())):
+            continue
+        out.append({
+            "asset": d.asset, "kind": d.kind, "name": d.name, "description": d.description,
+            "properties": d.properties, "latest": f"v{top.version}" if top else None,
+            "aliases": alias_map.get(d.asset, {}), "instances": int(counts.get(d.asset, 0)),
+        })
+    return out
+
+
+def _latest_ready(conn: Connection, project: str, branch: str) -> dict[str, Any]:
+    ok = and_(INSTANCE.c.project == project, INSTANCE.c.branch == branch,
+              INSTANCE.c.state == "ready", INSTANCE.c.validity != "invalidated")
+    top = (
+        select(INSTANCE.c.asset, func.max(INSTANCE.c.version).label("v"))
+        .where(ok).group_by(INSTANCE.c.asset).subquery()
+    )
+    q = select(INSTANCE).join(
+        top, and_(INSTANCE.c.asset == top.c.asset, INSTANCE.c.version == top.c.v)
+    ).where(INSTANCE.c.project == project, INSTANCE.c.branch == branch)
+    return {r.asset: r for r in conn.execute(q)}
+
+
+def lineage(conn: Connection, *, project: str, branch: str, asset: str, selector: str,
+            direction: str, depth: int) -> dict[str, Any]:
+    """Walk input/consumption edges up- or downstream, breadth first, to ``depth`` levels."""
+    start = repo.resolve(conn, project=project, branch=branch, asset=asset, selector=selector,
+                         allow_invalid=True)
+    nodes: dict[str, dict[str, Any]] = {}
+    edges: list[dict[str, str]] = []
+    by_id = {start.id: start}
+    nodes[_node_id(start)] = _node(start)
+    frontier = [start.id]
+    for _ in range(depth):
+        if not frontier:
+            break
+        frontier = _step(conn, frontier, direction, by_id, nodes, edges)
+        if len(nodes) > MAX_LINEAGE_NODES:
+            raise InvalidError(f"lineage has more than {MAX_LINEAGE_NODES} nodes; lower depth")
+    return {"nodes": list(nodes.values()), "edges": edges}
+
+
+def _step(conn: Connection, frontier: list[int], direction: str, by_id: dict[int, Any],
+          nodes: dict[str, dict[str, Any]], edges: list[dict[str, str]]) -> list[int]:
+    near = EDGE.c.downstream_id if direction == "upstream" else EDGE.c.upstream_id
+    far = EDGE.c.upstream_id if direction == "upstream" else EDGE.c.downstream_id
+    rows = list(conn.execute(
+        select(EDGE.c.relation, near.label("near"), far.label("far"), EDGE.c.consumer)
+        .where(near.in_(frontier)).order_by(EDGE.c.id)
+    ))
+    missing = {r.far for r in rows if r.far is not None and r.far not in by_id}
+    if missing:
+        for inst in conn.execute(select(INSTANCE).where(INSTANCE.c.id.in_(missing))):
+            by_id[inst.id] = inst
+    nxt: list[int] = []
+    for r in rows:
+        near_id = _node_id(by_id[r.near])
+        if r.far is None:
+            far_id = f"consumer:{r.consumer}"
+            nodes.setdefault(far_id, {"id": far_id, "asset": None, "branch": None,
+                                      "instance": None, "kind": "consumer", "name": r.consumer})
+        else:
+            far_id = _node_id(by_id[r.far])
+            if far_id not in nodes:
+                nodes[far_id] = _node(by_id[r.far])
+                nxt.append(r.far)
+        src, dst = (far_id, near_id) if direction == "upstream" else (near_id, far_id)
+        edges.append({"from": src, "to": dst, "relation": r.relation})
+    return nxt
+
+
+def _node_id(row: Any) -> str:
+    return f"{row.asset}@{row.branch}:v{row.version}"
+
+
+def _node(row: Any) -> dict[str, Any]:
+    return {"id": _node_id(row), "asset": row.asset, "branch": row.branch,
+            "instance": f"v{row.version}", "kind": row.kind}
+
+
+def decisions(conn: Connection, *, project: str, branch: str, asset: str,
+              limit: int) -> list[dict[str, Any]]:
+    """The decision log of one asset, newest first."""
+    q = (
+        select(DECISION)
+        .where(DECISION.c.project == project, DECISION.c.branch == branch,
+               DECISION.c.asset == asset)
+        .order_by(DECISION.c.id.desc()).limit(limit)
+    )
+    return [
+        {"id": r.id, "instance": r.instance, "outcome": r.outcome, "rule": r.rule,
+         "inputs": r.inputs, "event_id": r.event_id, "created_at": iso(r.created_at)}
+        for r in conn.execute(q)
+    ]

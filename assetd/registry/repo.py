@@ -1,0 +1,135 @@
+"""Repository functions on the write path: SQLAlchemy Core, keyword-only, one connection.
+
+Every function runs inside the caller's transaction; none commits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Insert, exists, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from assetd.errors import InvalidError, NotFoundError
+from assetd.registry.tables import ALIAS, ASSET, EDGE, INBOX, INSTANCE, OUTBOX
+from assetd.schemas.ids import parse_selector
+
+
+def _insert_ignore(conn: Connection, table: Any, index: list[str]) -> Insert:
+    """``INSERT … ON CONFLICT DO NOTHING`` for SQLite and PostgreSQL."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=index)  # type: ignore[no-any-return]
+
+
+def inbox_add(conn: Connection, *, project: str, event_id: str, type_: str, now: datetime) -> bool:
+    """Record an inbound id as applied; False when it was applied before (a duplicate)."""
+    stmt = _insert_ignore(conn, INBOX, ["project", "event_id"]).values(
+        project=project, event_id=event_id, type=type_, applied_at=now
+    )
+    return conn.execute(stmt).rowcount == 1
+
+
+def outbox_add(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
+    """Queue outbound events (``id``, ``subject``, ``payload``, ``created_at``); ids are unique."""
+    if rows:
+        conn.execute(_insert_ignore(conn, OUTBOX, ["id"]), rows)
+
+
+def outbox_pending(conn: Connection, *, limit: int) -> list[tuple[int, str, str, bytes]]:
+    """The oldest unpublished outbound events: ``(seq, id, subject, payload)``."""
+    q = (
+        select(OUTBOX.c.seq, OUTBOX.c.id, OUTBOX.c.subject, OUTBOX.c.payload)
+        .where(OUTBOX.c.published_at.is_(None))
+        .order_by(OUTBOX.c.seq)
+        .limit(limit)
+    )
+    return [(r[0], r[1], r[2], r[3]) for r in conn.execute(q)]
+
+
+def outbox_mark_published(conn: Connection, *, seqs: list[int], now: datetime) -> None:
+    """Mark outbound events as acknowledged by JetStream."""
+    if seqs:
+        conn.execute(update(OUTBOX).where(OUTBOX.c.seq.in_(seqs)).values(published_at=now))
+
+
+def get_asset(conn: Connection, *, project: str, asset: str, lock: bool = False) -> Any:
+    """The asset row or None; ``lock`` takes a row lock on PostgreSQL (no-op on SQLite)."""
+    q = select(ASSET).where(ASSET.c.project == project, ASSET.c.asset == asset)
+    if lock:
+        q = q.with_for_update()
+    return conn.execute(q).first()
+
+
+def upsert_asset(conn: Connection, *, project: str, asset: str, values: dict[str, Any],
+                 now: datetime) -> None:
+    """Create the asset or update the given columns of its definition."""
+    stmt = _insert_ignore(conn, ASSET, ["project", "asset"]).values(
+        project=project, asset=asset, created_at=now, updated_at=now,
+        **{"properties": {}, **values},
+    )
+    if conn.execute(stmt).rowcount == 0 and values:
+        conn.execute(
+            update(ASSET)
+            .where(ASSET.c.project == project, ASSET.c.asset == asset)
+            .values(updated_at=now, **values)
+        )
+
+
+def max_version(conn: Connection, *, project: str, branch: str, asset: str) -> int:
+    """The highest version of (project, branch, asset), 0 when there is none."""
+    q = select(func.max(INSTANCE.c.version)).where(
+        INSTANCE.c.project == project, INSTANCE.c.branch == branch, INSTANCE.c.asset == asset
+    )
+    return int(conn.execute(q).scalar() or 0)
+
+
+def insert_instance(conn: Connection, *, values: dict[str, Any]) -> int:
+    """Insert an instance row and return its id."""
+    return int(conn.execute(insert(INSTANCE).values(**values)).inserted_primary_key[0])
+
+
+def insert_edges(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
+    """Insert lineage edges."""
+    if rows:
+        conn.execute(insert(EDGE), rows)
+
+
+def resolve(
+    conn: Connection, *, project: str, branch: str, asset: str, selector: str,
+    allow_invalid: bool = False,
+) -> Any:
+    """Resolve a selector (CONTRACT §7) to an instance row, or raise Not­Found/Invalid."""
+    kind, arg = parse_selector(selector)
+    base = select(INSTANCE).where(
+        INSTANCE.c.project == project, INSTANCE.c.branch == branch, INSTANCE.c.asset == asset
+    )
+    if kind == "latest":
+        q = (
+            base.where(INSTANCE.c.state == "ready", INSTANCE.c.validity != "invalidated")
+            .order_by(INSTANCE.c.version.desc())
+            .offset(int(arg))
+            .limit(1)
+        )
+    elif kind == "version":
+        q = base.where(INSTANCE.c.version == int(arg))
+    else:
+        q = base.join(ALIAS, ALIAS.c.instance_id == INSTANCE.c.id).where(ALIAS.c.alias == arg)
+    row = conn.execute(q).first()
+    where = f"{asset}@{selector} on branch {branch} of project {project}"
+    if row is None:
+        raise NotFoundError(f"no instance {where}")
+    if row.validity == "invalidated" and not allow_invalid:
+        raise InvalidError(f"instance {where} is invalidated (pass allow_invalid to see it)")
+    return row
+
+
+def update_instance(conn: Connection, *, instance_id: int, values: dict[str, Any]) -> None:
+    """Change columns of one instance."""
+    conn.execute(update(INSTANCE).where(INSTANCE.c.id == instance_id).values(**values))
+
+
+def has_instances(conn: Connection, *, project: str, asset: str) -> bool:
+    """Tell whether the asset has any instance on any branch."""
+    q = select(exists().where(INSTANCE.c.project == project, INSTANCE.c.asset == asset))
+    return bool(conn.execute(q).scalar())

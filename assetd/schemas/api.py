@@ -1,0 +1,82 @@
+"""Requests and replies of the query API (CONTRACT §7)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from assetd.schemas.ids import AssetId, BranchId, Selector
+from assetd.schemas.inbound import Kind, StrMap
+
+
+class _Req(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ResolveRequest(_Req):
+    """Resolve a selector to one instance."""
+
+    asset: AssetId
+    branch: BranchId = "main"
+    instance: Selector = "latest"
+    allow_invalid: bool = False
+
+
+class AssetsRequest(_Req):
+    """List the assets of a project, optionally by kind and latest-instance tags."""
+
+    branch: BranchId = "main"
+    kind: Kind | None = None
+    tags: StrMap | None = None
+
+
+class InstancesRequest(_Req):
+    """Page through the instances of one asset, newest first."""
+
+    asset: AssetId
+    branch: BranchId = "main"
+    limit: int = Field(default=50, ge=1, le=500)
+    before: int | None = Field(default=None, ge=1)
+
+
+class LineageRequest(_Req):
+    """Walk lineage from one instance."""
+
+    asset: AssetId
+    branch: BranchId = "main"
+    instance: Selector = "latest"
+    direction: Literal["upstream", "downstream"] = "upstream"
+    depth: int = Field(default=3, ge=1, le=50)
+
+
+class DecisionsRequest(_Req):
+    """The decision log of one asset, newest first."""
+
+    asset: AssetId
+    branch: BranchId = "main"
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class ApiError(BaseModel):
+    """What went wrong with a query."""
+
+    code: Literal["not_found", "invalid", "conflict", "internal"]
+    message: str
+
+
+class ApiReply(BaseModel):
+    """The reply to every query."""
+
+    ok: bool
+    result: Any = None
+    error: ApiError | None = None
+
+
+REQUESTS: dict[str, type[_Req]] = {
+    "resolve": ResolveRequest,
+    "assets": AssetsRequest,
+    "instances": InstancesRequest,
+    "lineage": LineageRequest,
+    "decisions": DecisionsRequest,
+}
