@@ -1,0 +1,264 @@
+"""``AssetClient``: publish asset events and query the registry over NATS.
+
+Method names follow Outerbounds' ``obproject`` asset API (``register_data``,
+``register_model``, ``consume``) so flows move over with few edits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import socket
+import uuid
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import nats
+import orjson
+
+from assetd.config import Settings, load_settings
+from assetd.errors import AssetdError, QueryError
+from assetd.schemas.ids import is_asset, is_project
+
+Kind = Literal["data", "model"]
+
+
+class EventRejectedError(AssetdError):
+    """The daemon dead-lettered an event this client published; ``reason`` says why."""
+
+    def __init__(self, event_id: str, reason: str, errors: list[Any]) -> None:
+        super().__init__(f"event {event_id} rejected: {reason}")
+        self.event_id, self.reason, self.errors = event_id, reason, errors
+
+
+def default_source() -> str:
+    """``user@host/pid``: who published, when nothing better is given."""
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}/{os.getpid()}"
+
+
+class AssetClient:
+    """Async client bound to one project and branch."""
+
+    def __init__(self, project: str | None = None, branch: str | None = None, *,
+                 nats_url: str | None = None, source: str | None = None,
+                 settings: Settings | None = None, timeout: float = 10.0) -> None:
+        self.settings = settings or load_settings(nats_url=nats_url)
+        self.project = project or self.settings.project or ""
+        if not is_project(self.project):
+            raise ValueError(f"invalid project {self.project!r}: set project= or ASSETD_PROJECT")
+        self.branch = branch or self.settings.branch
+        self.source = source or default_source()
+        self.prefix = self.settings.subject_prefix
+        self.timeout = timeout
+        self._nc: Any = None
+
+    async def connect(self) -> Self:
+        """Connect to NATS (the configured URL, else the local embedded daemon's)."""
+        if self._nc is None:
+            self._nc = await nats.connect(self.settings.effective_nats_url,
+                                          name="assetd-client", connect_timeout=5,
+                                          max_reconnect_attempts=3,
+                                          **self.settings.nats_connect_options())
+        return self
+
+    @property
+    def nc(self) -> Any:
+        """The underlying nats-py connection (after :meth:`connect`), for advanced use."""
+        if self._nc is None:
+            raise AssetdError("not connected: await client.connect() first")
+        return self._nc
+
+    async def close(self) -> None:
+        """Flush and close the connection."""
+        if self._nc is not None:
+            await self._nc.drain()
+            self._nc = None
+
+    async def __aenter__(self) -> Self:
+        return await self.connect()
+
+    async def __aexit__(self, *exc: object | TracebackType) -> None:
+        await self.close()
+
+    # -- publishing -------------------------------------------------------------------------
+
+    async def publish(self, type_: str, asset: str, data: dict[str, Any], *,
+                      branch: str | None = None, event_id: str | None = None) -> str:
+        """Publish one CloudEvent to ``assetd.in.<project>.<asset>.<type>``; return its id."""
+        if not is_asset(asset):
+            raise ValueError(f"invalid asset id {asset!r}: use letters, digits, _ and -")
+        await self.connect()
+        eid = event_id or str(uuid.uuid4())
+        envelope = {
+            "specversion": "1.0", "id": eid, "source": self.source, "type": type_,
+            "time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "subject": asset, "project": self.project, "branch": branch or self.branch,
+            "datacontenttype": "application/json", "data": data,
+        }
+        js = self._nc.jetstream()
+        await js.publish(f"{self.prefix}.in.{self.project}.{asset}.{type_}",
+                         orjson.dumps(envelope), headers={"Nats-Msg-Id": eid},
+                         timeout=self.timeout)
+        return eid
+
+    async def define(self, asset: str, kind: Kind, *, name: str | None = None,
+                     description: str | None = None,
+                     properties: dict[str, str] | None = None, event_id: str | None = None) -> str:
+        """Upsert an asset's definition."""
+        data: dict[str, Any] = {"kind": kind, "properties": properties or {}}
+        if name is not None:
+            data["name"] = name
+        if description is not None:
+            data["description"] = description
+        return await self.publish("asset_defined", asset, data, event_id=event_id)
+
+    async def register_data(self, asset: str, **kw: Any) -> Any:
+        """Register a new data instance; see :meth:`register`."""
+        return await self.register(asset, "data", **kw)
+
+    async def register_model(self, asset: str, **kw: Any) -> Any:
+        """Register a new model instance; see :meth:`register`."""
+        return await self.register(asset, "model", **kw)
+
+    async def register(
+        self, asset: str, kind: Kind, *, annotations: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None, uri: str | None = None,
+        artifact: str | None = None, blobs: list[str] | None = None, format: str | None = None,
+        inputs: list[dict[str, str] | str] | None = None, state: str = "ready",
+        branch: str | None = None, event_id: str | None = None, wait: bool = False,
+    ) -> Any:
+        """Register an instance. ``inputs``: dicts or ``"asset@selector"`` strings.
+
+        Returns the event id, or with ``wait=True`` the created instance (``instance`` = ``vN``);
+        raises :class:`EventRejectedError` if the daemon rejects it.
+        """
+        reference = {k: v for k, v in
+                     {"uri": uri, "artifact": artifact, "blobs": blobs, "format": format}.items()
+                     if v is not None}
+        data = {"kind": kind, "annotations": annotations or {}, "tags": tags or {},
+                "reference": reference, "inputs": [parse_input(i) for i in inputs or []],
+                "state": state}
+        if not wait:
+            return await self.publish("asset_registered", asset, data, branch=branch,
+                                      event_id=event_id)
+        eid = event_id or str(uuid.uuid4())
+        return await self._publish_and_wait("asset_registered", asset, data, eid, branch,
+                                            "instance_created")
+
+    async def consume(self, asset: str, instance: str = "latest", *,
+                      consumer: dict[str, Any] | None = None,
+                      branch: str | None = None) -> dict[str, Any]:
+        """Resolve an instance, record the consumption of that exact ``vN``, return it."""
+        found: dict[str, Any] = await self.peek(asset, instance, branch=branch)
+        data: dict[str, Any] = {"instance": found["instance"]}
+        if consumer is not None:
+            data["consumer"] = consumer
+        await self.publish("asset_consumed", asset, data, branch=branch)
+        return found
+
+    async def report_event(self, type_: str, asset: str, data: dict[str, Any],
+                           **kw: Any) -> str:
+        """Publish any other inbound type (``quality_reported``, ``instance_updated`` …)."""
+        return await self.publish(type_, asset, data, **kw)
+
+    async def _publish_and_wait(self, type_: str, asset: str, data: dict[str, Any], eid: str,
+                                branch: str | None, expect: str) -> Any:
+        base = f"{self.prefix}.out.{self.project}.{asset}"
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        async def on_msg(msg: Any) -> None:
+            ev = orjson.loads(msg.data)
+            if ev.get("causeid") != eid or done.done():
+                return
+            if ev["type"] == "event_rejected":
+                d = ev["data"]
+                done.set_exception(EventRejectedError(eid, d["reason"], d.get("errors", [])))
+            else:
+                done.set_result(ev["data"])
+
+        await self.connect()
+        subs = [await self._nc.subscribe(f"{base}.{t}", cb=on_msg)
+                for t in (expect, "event_rejected")]
+        try:
+            await self.publish(type_, asset, data, branch=branch, event_id=eid)
+            return await asyncio.wait_for(done, self.timeout)
+        except TimeoutError:
+            raise AssetdError(f"no {expect} for event {eid} within {self.timeout}s: is assetd "
+                              "running? (a re-published id is applied only once)") from None
+        finally:
+            for sub in subs:
+                await sub.unsubscribe()
+
+    # -- queries ----------------------------------------------------------------------------
+
+    async def request(self, method: str, **body: Any) -> Any:
+        """Send one query; return its result or raise :class:`QueryError`."""
+        await self.connect()
+        subject = (f"{self.prefix}.api.status" if method == "status"
+                   else f"{self.prefix}.api.{self.project}.{method}")
+        try:
+            msg = await self._nc.request(subject, orjson.dumps(body), timeout=self.timeout)
+        except nats.errors.NoRespondersError:
+            raise QueryError("internal", "no assetd daemon answers on NATS; is it running?") from None
+        except nats.errors.TimeoutError:
+            raise QueryError("internal", f"assetd did not answer within {self.timeout}s") from None
+        reply = orjson.loads(msg.data)
+        if not reply.get("ok"):
+            err = reply.get("error") or {}
+            raise QueryError(err.get("code", "internal"), err.get("message", "unknown error"))
+        return reply["result"]
+
+    async def peek(self, asset: str, instance: str = "latest", *, branch: str | None = None,
+                   allow_invalid: bool = False) -> dict[str, Any]:
+        """Resolve a selector without recording a consumption."""
+        result: dict[str, Any] = await self.request(
+            "resolve", asset=asset, branch=branch or self.branch, instance=instance,
+            allow_invalid=allow_invalid)
+        return result
+
+    async def list_assets(self, *, kind: Kind | None = None,
+                          tags: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Assets of the project on this branch."""
+        body: dict[str, Any] = {"branch": self.branch}
+        if kind:
+            body["kind"] = kind
+        if tags:
+            body["tags"] = tags
+        result: list[dict[str, Any]] = await self.request("assets", **body)
+        return result
+
+    async def list_instances(self, asset: str, *, limit: int = 50,
+                             before: int | None = None) -> dict[str, Any]:
+        """One page of instances, newest first: ``{"items": […], "next": before-or-None}``."""
+        body: dict[str, Any] = {"asset": asset, "branch": self.branch, "limit": limit}
+        if before is not None:
+            body["before"] = before
+        result: dict[str, Any] = await self.request("instances", **body)
+        return result
+
+    async def lineage(self, asset: str, instance: str = "latest", *,
+                      direction: str = "upstream", depth: int = 3) -> dict[str, Any]:
+        """Lineage graph around one instance."""
+        result: dict[str, Any] = await self.request(
+            "lineage", asset=asset, branch=self.branch, instance=instance,
+            direction=direction, depth=depth)
+        return result
+
+    async def status(self) -> dict[str, Any]:
+        """The daemon's status."""
+        result: dict[str, Any] = await self.request("status")
+        return result
+
+
+def parse_input(value: dict[str, str] | str) -> dict[str, str]:
+    """``"features@v3"`` / ``"features"`` / a dict → an ``inputs`` entry."""
+    if isinstance(value, dict):
+        return value
+    asset, _, selector = value.partition("@")
+    return {"asset": asset, "instance": selector or "latest"}

@@ -1,0 +1,1 @@
+"""``assetctl``: the operators' command line."""
