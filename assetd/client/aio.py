@@ -110,8 +110,10 @@ class AssetClient:
     async def define(self, asset: str, kind: Kind, *, name: str | None = None,
                      description: str | None = None,
                      properties: dict[str, str] | None = None, event_id: str | None = None) -> str:
-        """Upsert an asset's definition."""
-        data: dict[str, Any] = {"kind": kind, "properties": properties or {}}
+        """Upsert an asset's definition; fields left out keep their current values."""
+        data: dict[str, Any] = {"kind": kind}
+        if properties is not None:
+            data["properties"] = properties
         if name is not None:
             data["name"] = name
         if description is not None:

@@ -9,19 +9,21 @@ from typing import Any
 
 import structlog
 from faststream import Context
-from faststream.middlewares import AckPolicy
-from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats import NatsBroker
 
 import assetd
 from assetd.config import Settings
+from assetd.daemon.consumer import PullConsumer
 from assetd.daemon.embedded import EmbeddedNats
 from assetd.daemon.relay import OutboxRelay
 from assetd.daemon.security import nats_security
-from assetd.daemon.streams import consumer_config, ensure_streams
+from assetd.daemon.streams import ensure_streams
 from assetd.handlers.inbound import Ingest
 from assetd.handlers.queries import Queries
 from assetd.registry.engine import is_sqlite, make_engine
 from assetd.registry.migrate import upgrade
+from assetd.schemas.envelope import CloudEvent
+from assetd.schemas.outbound import OUTBOUND
 
 log = structlog.get_logger("assetd.daemon")
 
@@ -49,38 +51,14 @@ class Daemon:
         self.relay = OutboxRelay(writer=self.writer, reader=self.reader, js=self._js)
         self.ingest = Ingest(engine=self.writer, settings=settings, js=self._js,
                              on_committed=self.relay.wake)
+        self.consumer = PullConsumer(js=self._js, settings=settings, handle=self.ingest.handle)
         self.queries = Queries(engine=self.reader, prefix=settings.subject_prefix,
                                status=self.status)
-        self._register()
+        register_subscribers(self.broker, settings, self)
         self._stop = asyncio.Event()
 
     def _js(self) -> Any:
         return self.broker.connection.jetstream()
-
-    def _register(self) -> None:
-        s = self.settings
-        inbound = self.broker.subscriber(
-            f"{s.subject_prefix}.in.>",
-            stream=JStream("ASSETD_IN", declare=False),
-            durable="assetd",
-            config=consumer_config(s),
-            pull_sub=PullSub(batch_size=s.batch_size, timeout=s.fetch_timeout, batch=True),
-            ack_policy=AckPolicy.MANUAL,
-            decoder=_raw,
-            title="assetd inbound",
-            description="Inbound asset events (CONTRACT §4), pulled in batches.",
-        )
-
-        @inbound
-        async def on_inbound(body: Any = Context("message.raw_message")) -> None:
-            await self.ingest.handle(body)
-
-        api = self.broker.subscriber(f"{s.subject_prefix}.api.>", queue="assetd-api",
-                                     decoder=_raw, title="assetd query API")
-
-        @api
-        async def on_query(body: Any = Context("message.raw_message")) -> bytes:
-            return await self.queries.handle(body.subject, body.data)
 
     async def status(self) -> dict[str, Any]:
         """The ``status`` query's result."""
@@ -107,6 +85,7 @@ class Daemon:
         await self.broker.connect()
         await ensure_streams(self._js(), self.settings.subject_prefix)
         await self.broker.start()
+        await self.consumer.start()
         self.relay.start()
         log.info("assetd started", nats=self.settings.effective_nats_url,
                  database="sqlite" if is_sqlite(self.settings.effective_db_url) else "postgresql",
@@ -114,8 +93,9 @@ class Daemon:
 
     async def stop(self) -> None:
         """Stop consuming, finish the batch in hand, flush the outbox, stop NATS (if embedded)."""
-        await self.broker.stop()
+        await self.consumer.stop()
         await self.relay.stop()
+        await self.broker.stop()
         self.writer.dispose()
         self.reader.dispose()
         if self.embedded:
@@ -150,3 +130,25 @@ def build_broker(settings: Settings) -> NatsBroker:
         name="assetd",
         description="assetd: asset events in, registry, follow-up events out.",
     )
+
+
+def register_subscribers(broker: NatsBroker, settings: Settings, daemon: Daemon | None) -> None:
+    """Declare the query API and, for the AsyncAPI document, the outbound events.
+
+    The inbound stream is pulled by :class:`PullConsumer` (nats-py), not a FastStream
+    subscriber: see docs/architecture.md for the measurement behind that choice.
+    """
+    s = settings
+    api = broker.subscriber(f"{s.subject_prefix}.api.>", queue="assetd-api", decoder=_raw,
+                            title="assetd.api.{project}.{method}",
+                            description="Queries (CONTRACT §7), core NATS request-reply.")
+
+    @api
+    async def on_query(body: Any = Context("message.raw_message")) -> bytes:
+        assert daemon is not None
+        return await daemon.queries.handle(body.subject, body.data)
+
+    for type_ in OUTBOUND:
+        broker.publisher(f"{s.subject_prefix}.out.{{project}}.{{asset}}.{type_}",
+                         title=f"assetd.out.{{project}}.{{asset}}.{type_}", schema=CloudEvent,
+                         description=f"Outbound {type_} (CONTRACT §5), via the outbox relay.")

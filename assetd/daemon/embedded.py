@@ -92,7 +92,11 @@ class EmbeddedNats:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL); safe to call twice."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
+            return
+        if proc.poll() is not None:
+            if proc.stderr:
+                proc.stderr.close()
             return
         proc.terminate()
         try:
@@ -100,3 +104,6 @@ class EmbeddedNats:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        finally:
+            if proc.stderr:
+                proc.stderr.close()

@@ -38,8 +38,11 @@ class Ingest:
             batch = await asyncio.to_thread(self._decode_and_apply, msgs)
         except SQLAlchemyError as exc:
             log.warning("batch failed; will retry", error=str(exc)[:300], size=len(msgs))
-            self.counters["retried"] += len(msgs)
-            await asyncio.gather(*(m.nak(delay=self._delay(m)) for m in msgs))
+            await self._retry_all(msgs)
+            return
+        except Exception:  # a bug: never let FastStream swallow it, never lose the batch
+            log.exception("batch failed unexpectedly; will retry", size=len(msgs))
+            await self._retry_all(msgs)
             return
         await self._dead_letter(msgs, batch)
         for msg, rec in zip(msgs, batch, strict=True):
@@ -50,6 +53,10 @@ class Ingest:
             else:
                 await msg.ack()
         self.on_committed()
+
+    async def _retry_all(self, msgs: list[Any]) -> None:
+        self.counters["retry"] += len(msgs)
+        await asyncio.gather(*(m.nak(delay=self._delay(m)) for m in msgs))
 
     def _decode_and_apply(self, msgs: list[Any]) -> list[Received]:
         s = self.settings

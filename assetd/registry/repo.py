@@ -17,7 +17,10 @@ from assetd.schemas.ids import parse_selector
 
 
 def _insert_ignore(conn: Connection, table: Any, index: list[str]) -> Insert:
-    """``INSERT … ON CONFLICT DO NOTHING`` for SQLite and PostgreSQL."""
+    """``INSERT … ON CONFLICT DO NOTHING`` for SQLite and PostgreSQL.
+
+    Whether a row went in is read with ``RETURNING``: psycopg reports no rowcount here.
+    """
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table).on_conflict_do_nothing(index_elements=index)  # type: ignore[no-any-return]
 
@@ -26,8 +29,8 @@ def inbox_add(conn: Connection, *, project: str, event_id: str, type_: str, now:
     """Record an inbound id as applied; False when it was applied before (a duplicate)."""
     stmt = _insert_ignore(conn, INBOX, ["project", "event_id"]).values(
         project=project, event_id=event_id, type=type_, applied_at=now
-    )
-    return conn.execute(stmt).rowcount == 1
+    ).returning(INBOX.c.event_id)
+    return conn.execute(stmt).first() is not None
 
 
 def outbox_add(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
@@ -67,8 +70,8 @@ def upsert_asset(conn: Connection, *, project: str, asset: str, values: dict[str
     stmt = _insert_ignore(conn, ASSET, ["project", "asset"]).values(
         project=project, asset=asset, created_at=now, updated_at=now,
         **{"properties": {}, **values},
-    )
-    if conn.execute(stmt).rowcount == 0 and values:
+    ).returning(ASSET.c.asset)
+    if conn.execute(stmt).first() is None and values:
         conn.execute(
             update(ASSET)
             .where(ASSET.c.project == project, ASSET.c.asset == asset)

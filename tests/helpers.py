@@ -1,0 +1,67 @@
+"""Helpers shared by tests: raw publishing, bounded waiting, reading streams."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+
+def envelope(type_: str, asset: str, data: dict[str, Any], *, project: str = "fraud",
+             branch: str = "main", event_id: str | None = None, **extra: Any) -> dict[str, Any]:
+    """A valid CloudEvent for an inbound type."""
+    return {"specversion": "1.0", "id": event_id or str(uuid.uuid4()), "source": "tests",
+            "type": type_, "subject": asset, "project": project, "branch": branch,
+            "data": data, **extra}
+
+
+async def publish(js: Any, ev: dict[str, Any], *, header: bool = True,
+                  subject: str | None = None) -> None:
+    """Publish an event to its inbound subject (with ``Nats-Msg-Id`` unless told not to)."""
+    subj = subject or f"assetd.in.{ev['project']}.{ev['subject']}.{ev['type']}"
+    headers = {"Nats-Msg-Id": ev["id"]} if header else None
+    await js.publish(subj, orjson.dumps(ev), headers=headers)
+
+
+async def wait_for(cond: Callable[[], Awaitable[Any]], *, timeout: float = 15.0,
+                   what: str = "condition") -> Any:
+    """Poll ``cond`` until it returns a truthy value; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def stream_messages(js: Any, stream: str, subject: str = ">") -> list[Any]:
+    """Every message currently in ``stream`` (matching ``subject``), oldest first."""
+    info = await js.stream_info(stream)
+    total = info.state.messages
+    if total == 0:
+        return []
+    sub = await js.subscribe(subject, stream=stream, ordered_consumer=True)
+    out = []
+    try:
+        while True:
+            try:
+                out.append(await sub.next_msg(timeout=1.0))
+            except TimeoutError:
+                break
+    finally:
+        await sub.unsubscribe()
+    return out
+
+
+async def out_events(js: Any, type_: str | None = None) -> list[dict[str, Any]]:
+    """Decoded outbound events, optionally of one type."""
+    msgs = await stream_messages(js, "ASSETD_OUT")
+    events = [orjson.loads(m.data) | {"_subject": m.subject, "_headers": m.headers}
+              for m in msgs]
+    return [e for e in events if type_ is None or e["type"] == type_]
