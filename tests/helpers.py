@@ -46,13 +46,17 @@ async def stream_messages(js: Any, stream: str, subject: str = ">") -> list[Any]
     total = info.state.messages
     if total == 0:
         return []
+    last = info.state.last_seq
     sub = await js.subscribe(subject, stream=stream, ordered_consumer=True)
     out = []
     try:
         while True:
             try:
-                out.append(await sub.next_msg(timeout=1.0))
+                msg = await sub.next_msg(timeout=0.5 if subject != ">" else 5.0)
             except TimeoutError:
+                break
+            out.append(msg)
+            if msg.metadata.sequence.stream >= last:
                 break
     finally:
         await sub.unsubscribe()
