@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from typing import Any
@@ -69,6 +70,7 @@ class Daemon:
             dlq_depth = None
         return {
             "version": assetd.__version__,
+            "pid": os.getpid(),
             "uptime_seconds": round(time.monotonic() - self.started, 3),
             "rules": None,
             "database": "sqlite" if is_sqlite(self.settings.effective_db_url) else "postgresql",

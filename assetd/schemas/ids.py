@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import StringConstraints
+from pydantic import AfterValidator, StringConstraints
 
 PROJECT_RE = r"^[A-Za-z0-9_-]{1,64}$"
 ASSET_RE = r"^[A-Za-z0-9_-]{1,128}$"
@@ -19,11 +19,12 @@ AssetId = Annotated[str, StringConstraints(pattern=ASSET_RE)]
 BranchId = Annotated[str, StringConstraints(pattern=BRANCH_RE)]
 AliasName = Annotated[str, StringConstraints(pattern=ALIAS_RE)]
 EventId = Annotated[str, StringConstraints(pattern=EVENT_ID_RE)]
-Selector = Annotated[str, StringConstraints(pattern=SELECTOR_RE)]
 
 _PROJECT = re.compile(PROJECT_RE)
 _ASSET = re.compile(ASSET_RE)
 _SELECTOR = re.compile(SELECTOR_RE)
+_LATEST_N = re.compile(r"^latest-([0-9]{1,9})$")
+_VERSION = re.compile(r"^v([1-9][0-9]{0,9})$")
 
 
 def is_project(value: str) -> bool:
@@ -37,13 +38,28 @@ def is_asset(value: str) -> bool:
 
 
 def parse_selector(selector: str) -> tuple[str, int | str]:
-    """Split a selector into ``("latest", back)``, ``("version", n)`` or ``("alias", name)``."""
+    """Split a selector into ``("latest", back)``, ``("version", n)`` or ``("alias", name)``.
+
+    Names starting with ``latest`` or shaped like ``v<digits>`` are never aliases.
+    """
+    bad = ValueError(f"invalid selector {selector!r}: use latest, latest-N, vN (N ≥ 1), @alias")
     if not _SELECTOR.match(selector):
-        raise ValueError(f"invalid selector {selector!r}: use latest, latest-N, vN, @alias")
+        raise bad
     if selector == "latest":
         return ("latest", 0)
-    if selector.startswith("latest-"):
-        return ("latest", int(selector[len("latest-") :]))
-    if selector[0] == "v" and selector[1:].isdigit():
-        return ("version", int(selector[1:]))
-    return ("alias", selector.removeprefix("@"))
+    if m := _LATEST_N.match(selector):
+        return ("latest", int(m.group(1)))
+    if m := _VERSION.match(selector):
+        return ("version", int(m.group(1)))
+    name = selector.removeprefix("@")
+    if name.startswith("latest") or re.match(r"^v[0-9]+$", name):
+        raise bad
+    return ("alias", name)
+
+
+def _check_selector(value: str) -> str:
+    parse_selector(value)
+    return value
+
+
+Selector = Annotated[str, StringConstraints(pattern=SELECTOR_RE), AfterValidator(_check_selector)]
