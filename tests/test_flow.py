@@ -56,7 +56,7 @@ async def test_inputs_are_resolved_and_stored_as_versions(client: AssetClient) -
 
 async def test_unknown_input_is_rejected_with_reason(client: AssetClient) -> None:
     """An input that does not resolve is bad input: rejected, nothing registered."""
-    with pytest.raises(EventRejectedError, match="inputs.0: no instance nope@latest"):
+    with pytest.raises(EventRejectedError, match=r"inputs\.0: no instance nope@latest"):
         await client.register_model("fraud_model", inputs=["nope"], wait=True)
     assert (await client.list_instances("fraud_model"))["items"] == []
 

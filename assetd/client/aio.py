@@ -63,7 +63,7 @@ class AssetClient:
         if self._nc is None:
             self._nc = await nats.connect(self.settings.effective_nats_url,
                                           name="assetd-client", connect_timeout=5,
-                                          max_reconnect_attempts=3,
+                                          max_reconnect_attempts=3, error_cb=_quiet,
                                           **self.settings.nats_connect_options())
         return self
 
@@ -207,7 +207,8 @@ class AssetClient:
         try:
             msg = await self._nc.request(subject, orjson.dumps(body), timeout=self.timeout)
         except nats.errors.NoRespondersError:
-            raise QueryError("internal", "no assetd daemon answers on NATS; is it running?") from None
+            raise QueryError("internal",
+                             "no assetd daemon answers on NATS; is it running?") from None
         except nats.errors.TimeoutError:
             raise QueryError("internal", f"assetd did not answer within {self.timeout}s") from None
         reply = orjson.loads(msg.data)
@@ -256,6 +257,10 @@ class AssetClient:
         """The daemon's status."""
         result: dict[str, Any] = await self.request("status")
         return result
+
+
+async def _quiet(exc: Exception) -> None:
+    """nats-py prints a traceback per connection error; callers get one clear error instead."""
 
 
 def parse_input(value: dict[str, str] | str) -> dict[str, str]:

@@ -53,7 +53,8 @@ class Queries:
             raise QueryError("invalid", f"request is not JSON: {exc}") from None
         except ValidationError as exc:
             errs = pydantic_errors(exc)
-            raise QueryError("invalid", "; ".join(f"{e['loc']}: {e['msg']}" for e in errs)) from None
+            message = "; ".join(f"{e['loc']}: {e['msg']}" for e in errs)
+            raise QueryError("invalid", message) from None
         args = req.model_dump()
         return await asyncio.to_thread(self._run, project, method, args)
 

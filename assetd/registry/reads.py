@@ -78,7 +78,7 @@ def assets(conn: Connection, *, project: str, branch: str, kind: str | None,
     if kind:
         q = q.where(ASSET.c.kind == kind)
     defs = list(conn.execute(q))
-    counts = dict(conn.execute(
+    counts: dict[str, int] = dict(conn.execute(
         select(INSTANCE.c.asset, func.count())
         .where(INSTANCE.c.project == project, INSTANCE.c.branch == branch)
         .group_by(INSTANCE.c.asset)

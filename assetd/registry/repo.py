@@ -89,7 +89,9 @@ def max_version(conn: Connection, *, project: str, branch: str, asset: str) -> i
 
 def insert_instance(conn: Connection, *, values: dict[str, Any]) -> int:
     """Insert an instance row and return its id."""
-    return int(conn.execute(insert(INSTANCE).values(**values)).inserted_primary_key[0])
+    key = conn.execute(insert(INSTANCE).values(**values)).inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def insert_edges(conn: Connection, *, rows: list[dict[str, Any]]) -> None:

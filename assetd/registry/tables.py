@@ -40,7 +40,9 @@ class Instance(SQLModel, table=True):
     kind: str = Field(max_length=16)
     state: str = Field(max_length=16)
     validity: str = Field(max_length=16)
-    annotations: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    annotations: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
     tags: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     reference: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     producer: str
