@@ -26,6 +26,7 @@ def on_defined(tx: Tx, item: Inbound) -> None:
     values["kind"] = data.kind
     repo.upsert_asset(tx.conn, project=ev.project, asset=ev.subject, values=values,
                       now=tx.now)
+    tx.kinds[(ev.project, ev.subject)] = data.kind
 
 
 def on_registered(tx: Tx, item: Inbound) -> None:
@@ -33,14 +34,14 @@ def on_registered(tx: Tx, item: Inbound) -> None:
     ev, data = item.event, item.data
     assert isinstance(data, AssetRegistered)
     inputs = _resolve_inputs(tx, item)
-    current = repo.get_asset(tx.conn, project=ev.project, asset=ev.subject, lock=True)
-    if current is None:
+    kind = tx.asset_kind(ev.project, ev.subject)
+    if kind is None:
         repo.upsert_asset(tx.conn, project=ev.project, asset=ev.subject,
                           values={"kind": data.kind}, now=tx.now)
-        repo.get_asset(tx.conn, project=ev.project, asset=ev.subject, lock=True)
-    elif current.kind != data.kind:
+        kind = tx.asset_kind(ev.project, ev.subject)
+    if kind != data.kind:
         raise RejectedError(
-            f"asset {ev.subject} is defined as {current.kind}; this registration says {data.kind}"
+            f"asset {ev.subject} is defined as {kind}; this registration says {data.kind}"
         )
     version = tx.next_version(ev.project, ev.branch, ev.subject)
     reference = data.reference.model_dump(exclude_none=True)

@@ -30,7 +30,9 @@ class Tx:
     now: datetime
     prefix: str
     versions: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    kinds: dict[tuple[str, str], str] = field(default_factory=dict)
     outbox: list[dict[str, Any]] = field(default_factory=list)
+    committed_outbox: list[dict[str, Any]] = field(default_factory=list)
 
     def emit(
         self, *, project: str, branch: str, asset: str, type_: str, cause: str | None,
@@ -63,9 +65,34 @@ class Tx:
             "created_at": self.now,
         })
 
+    def keep(self) -> None:
+        """The current event's change stands: its outbound events go in with the batch."""
+        self.committed_outbox += self.outbox
+        self.outbox = []
+
     def flush(self) -> None:
-        """Write the queued outbound events of the current event."""
-        repo.outbox_add(self.conn, rows=self.outbox)
+        """Write every kept outbound event of the batch in one statement."""
+        repo.outbox_add(self.conn, rows=self.committed_outbox)
+        self.committed_outbox = []
+
+    def asset_kind(self, project: str, asset: str) -> str | None:
+        """The asset's kind, locking its row (PostgreSQL) the first time in this transaction."""
+        key = (project, asset)
+        if key not in self.kinds:
+            row = repo.get_asset(self.conn, project=project, asset=asset, lock=True)
+            if row is None:
+                return None
+            self.kinds[key] = row.kind
+        return self.kinds[key]
+
+    def snapshot(self) -> tuple[dict[tuple[str, str, str], int], dict[tuple[str, str], str]]:
+        """The per-batch caches, to restore when an event's savepoint rolls back."""
+        return dict(self.versions), dict(self.kinds)
+
+    def restore(self, snap: tuple[dict[tuple[str, str, str], int],
+                                  dict[tuple[str, str], str]]) -> None:
+        """Undo cache changes of a rolled-back event."""
+        self.versions, self.kinds = snap
         self.outbox = []
 
     def next_version(self, project: str, branch: str, asset: str) -> int:

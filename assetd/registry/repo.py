@@ -16,21 +16,32 @@ from assetd.registry.tables import ALIAS, ASSET, EDGE, INBOX, INSTANCE, OUTBOX
 from assetd.schemas.ids import parse_selector
 
 
-def _insert_ignore(conn: Connection, table: Any, index: list[str]) -> Insert:
-    """``INSERT … ON CONFLICT DO NOTHING`` for SQLite and PostgreSQL.
+# Hot-path statements are built once and executed with parameter dicts: building
+# ``insert(...).values(**kw)`` per event cost more than the database work itself.
+_IGNORE: dict[tuple[str, str], Insert] = {}
+
+
+def _insert_ignore(conn: Connection, table: Any, index: list[str],
+                   returning: Any = None) -> Insert:
+    """``INSERT … ON CONFLICT DO NOTHING [RETURNING …]`` for SQLite and PostgreSQL, cached.
 
     Whether a row went in is read with ``RETURNING``: psycopg reports no rowcount here.
     """
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing(index_elements=index)  # type: ignore[no-any-return]
+    key = (conn.dialect.name, table.name)
+    if key not in _IGNORE:
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=index)
+        if returning is not None:
+            stmt = stmt.returning(returning)
+        _IGNORE[key] = stmt
+    return _IGNORE[key]
 
 
 def inbox_add(conn: Connection, *, project: str, event_id: str, type_: str, now: datetime) -> bool:
     """Record an inbound id as applied; False when it was applied before (a duplicate)."""
-    stmt = _insert_ignore(conn, INBOX, ["project", "event_id"]).values(
-        project=project, event_id=event_id, type=type_, applied_at=now
-    ).returning(INBOX.c.event_id)
-    return conn.execute(stmt).first() is not None
+    stmt = _insert_ignore(conn, INBOX, ["project", "event_id"], INBOX.c.event_id)
+    params = {"project": project, "event_id": event_id, "type": type_, "applied_at": now}
+    return conn.execute(stmt, params).first() is not None
 
 
 def outbox_add(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
@@ -67,11 +78,10 @@ def get_asset(conn: Connection, *, project: str, asset: str, lock: bool = False)
 def upsert_asset(conn: Connection, *, project: str, asset: str, values: dict[str, Any],
                  now: datetime) -> None:
     """Create the asset or update the given columns of its definition."""
-    stmt = _insert_ignore(conn, ASSET, ["project", "asset"]).values(
-        project=project, asset=asset, created_at=now, updated_at=now,
-        **{"properties": {}, **values},
-    ).returning(ASSET.c.asset)
-    if conn.execute(stmt).first() is None and values:
+    row = {"name": None, "description": None, "properties": {}, **values, "project": project,
+           "asset": asset, "created_at": now, "updated_at": now}
+    stmt = _insert_ignore(conn, ASSET, ["project", "asset"], ASSET.c.asset)
+    if conn.execute(stmt, row).first() is None and values:
         conn.execute(
             update(ASSET)
             .where(ASSET.c.project == project, ASSET.c.asset == asset)
@@ -87,17 +97,19 @@ def max_version(conn: Connection, *, project: str, branch: str, asset: str) -> i
     return int(conn.execute(q).scalar() or 0)
 
 
+_INSERT_INSTANCE = insert(INSTANCE).returning(INSTANCE.c.id)
+_INSERT_EDGE = insert(EDGE)
+
+
 def insert_instance(conn: Connection, *, values: dict[str, Any]) -> int:
     """Insert an instance row and return its id."""
-    key = conn.execute(insert(INSTANCE).values(**values)).inserted_primary_key
-    assert key is not None
-    return int(key[0])
+    return int(conn.execute(_INSERT_INSTANCE, values).scalar_one())
 
 
 def insert_edges(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
     """Insert lineage edges."""
     if rows:
-        conn.execute(insert(EDGE), rows)
+        conn.execute(_INSERT_EDGE, rows)
 
 
 def resolve(

