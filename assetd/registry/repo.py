@@ -15,7 +15,6 @@ from assetd.errors import InvalidError, NotFoundError
 from assetd.registry.tables import ALIAS, ASSET, EDGE, INBOX, INSTANCE, OUTBOX
 from assetd.schemas.ids import parse_selector
 
-
 # Hot-path statements are built once and executed with parameter dicts: building
 # ``insert(...).values(**kw)`` per event cost more than the database work itself.
 _IGNORE: dict[tuple[str, str], Insert] = {}
