@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
+from assetd.client import AssetClient
 from assetd.daemon.app import Daemon
 from assetd.daemon.embedded import free_port
 from tests.conftest import run_cli
@@ -164,3 +165,34 @@ def test_migrate_command(tmp_path: Path) -> None:
     """``assetd migrate`` creates the registry and reports the revision."""
     r = run_cli(BIN, "assetd", "migrate", "--db", f"sqlite:///{tmp_path / 'r.db'}")
     assert r.returncode == 0 and "registry at revision 0001 (was empty)" in r.stdout
+
+
+async def test_runbook_inspection_commands(daemon: Daemon) -> None:
+    """The runbook's inspection commands with their flags: filters, paging, invalid, depth."""
+    for _ in range(3):
+        assert (await ctl(daemon, "register", "transactions", "--kind", "data"))[0] == 0
+    assert (await ctl(daemon, "register", "fraud_model", "--kind", "model",
+                      "--input", "transactions@v3"))[0] == 0
+    code, out, _ = await ctl(daemon, "--json", "assets", "--kind", "model")
+    assert code == 0 and [a["asset"] for a in orjson.loads(out)] == ["fraud_model"]
+    code, out, _ = await ctl(daemon, "--json", "instances", "transactions", "--limit", "2")
+    page = orjson.loads(out)
+    assert code == 0 and page["next"] == 2
+    code, out, _ = await ctl(daemon, "--json", "instances", "transactions", "--before", "2")
+    assert code == 0 and [i["instance"] for i in orjson.loads(out)["items"]] == ["v1"]
+    async with AssetClient("fraud", settings=daemon.settings) as c:
+        await c.publish("instance_updated", "transactions",
+                        {"instance": "v1", "validity": "invalidated", "reason": "bad"})
+
+    async def invalid() -> bool:
+        return (await ctl(daemon, "show", "transactions@v1"))[0] == 1
+
+    await wait_for(invalid, what="v1 invalidated")
+    code, out, _ = await ctl(daemon, "--json", "show", "transactions@v1", "--allow-invalid")
+    assert code == 0 and orjson.loads(out)["validity"] == "invalidated"
+    code, out, _ = await ctl(daemon, "--json", "lineage", "transactions@v3", "--direction",
+                             "downstream", "--depth", "5")
+    assert code == 0 and {"from": "transactions@main:v3", "to": "fraud_model@main:v1",
+                          "relation": "input"} in orjson.loads(out)["edges"]
+    code, out, _ = await ctl(daemon, "consume", "fraud_model", "v1", "--consumer", "oncall")
+    assert code == 0 and "fraud_model v1 consumed" in out
