@@ -59,12 +59,19 @@ async def _pids(client: AssetClient) -> set[int]:
 
 @pytest.mark.slow
 async def test_two_daemons_allocate_contiguous_versions(
-    replicas: list[subprocess.Popen[bytes]], nats_server: EmbeddedNats, js: Any
+    replicas: list[subprocess.Popen[bytes]], nats_server: EmbeddedNats, js: Any, tmp_path: Path
 ) -> None:
     """N registrations raced through two daemons give exactly v1..vN, each applied once."""
     settings = Settings(nats_url=nats_server.url)
     async with AssetClient("fraud", settings=settings, timeout=10) as client:
-        await wait_for(lambda: _two(client), timeout=30, what="both daemons answering")
+        async def both_up() -> bool:
+            for i, proc in enumerate(replicas):
+                if proc.poll() is not None:
+                    log = (tmp_path / f"d{i}.log").read_text()[-3000:]
+                    raise AssertionError(f"replica {i} exited with {proc.returncode}:\n{log}")
+            return await _two(client)
+
+        await wait_for(both_up, timeout=60, what="both daemons answering")
         futures = []
         for i in range(N):
             ev = envelope("asset_registered", "racer", {"kind": "model",
