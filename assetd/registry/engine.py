@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +35,10 @@ def make_engine(url: str, *, writer: bool = True, busy_timeout_ms: int = 5000) -
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # let SQLAlchemy's begin hook below own BEGIN
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        _enable_wal(cur, busy_timeout_ms)
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cur.close()
 
     begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
@@ -46,3 +48,19 @@ def make_engine(url: str, *, writer: bool = True, busy_timeout_ms: int = 5000) -
         conn.exec_driver_sql(begin)
 
     return engine
+
+
+def _enable_wal(cur: Any, busy_timeout_ms: int) -> None:
+    """Switch to WAL once; the switch ignores the busy handler, so retry while another
+    process (a replica starting at the same moment) holds the database."""
+    deadline = time.monotonic() + max(busy_timeout_ms, 1000) / 1000
+    while True:
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                return
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
