@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     db_url: str | None = Field(default=None, description="None: SQLite under data_dir")
     db_busy_timeout_ms: int = Field(default=5000, ge=0)
     rules: Path | None = None
+    rules_poll_interval: float = Field(default=2.0, gt=0)
     data_dir: Path = Path(".assetd")
     http_port: int = Field(default=8080, ge=0, le=65535)
     subject_prefix: str = Field(default="assetd", pattern=r"^[A-Za-z0-9_-]{1,32}$")

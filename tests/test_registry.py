@@ -41,3 +41,33 @@ def test_sqlite_writer_uses_wal_and_begin_immediate(tmp_path: Path) -> None:
     finally:
         a.dispose()
         b.dispose()
+
+
+def test_upgrade_keeps_data_from_the_first_revision(tmp_path: Path) -> None:
+    """A registry created by the first release survives the upgrade to head."""
+    from datetime import UTC, datetime
+
+    from alembic import command
+    from sqlalchemy import text
+
+    from assetd.registry.migrate import alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    command.upgrade(alembic_config(url), "0001")
+    engine = make_engine(url)
+    now = datetime.now(UTC).isoformat(" ")
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO instance (project, branch, asset, version, kind, state, validity, "
+                "annotations, tags, reference, producer, event_id, created_at, updated_at) "
+                "VALUES ('p', 'main', 'a', 1, 'data', 'ready', 'valid', '{\"x\": 1.5}', '{}', "
+                "'{}', 'me', 'e1', :now, :now)"), {"now": now})
+        upgrade(url)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT annotations FROM instance")).scalar() == \
+                '{"x": 1.5}'
+            assert conn.execute(text("SELECT count(*) FROM alias_history")).scalar() == 0
+    finally:
+        engine.dispose()
+    assert current_revision(url) == head_revision()

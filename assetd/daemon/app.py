@@ -17,6 +17,7 @@ from assetd.config import Settings
 from assetd.daemon.consumer import PullConsumer
 from assetd.daemon.embedded import EmbeddedNats
 from assetd.daemon.relay import OutboxRelay
+from assetd.daemon.rules_watch import RulesHolder, rules_path
 from assetd.daemon.security import nats_security
 from assetd.daemon.streams import ensure_streams
 from assetd.handlers.inbound import Ingest
@@ -48,10 +49,11 @@ class Daemon:
         busy = settings.db_busy_timeout_ms
         self.writer = make_engine(url, writer=True, busy_timeout_ms=busy)
         self.reader = make_engine(url, writer=False, busy_timeout_ms=busy)
+        self.rules = RulesHolder(rules_path(settings), settings.rules_poll_interval)
         self.broker = build_broker(settings)
         self.relay = OutboxRelay(writer=self.writer, reader=self.reader, js=self._js)
         self.ingest = Ingest(engine=self.writer, settings=settings, js=self._js,
-                             on_committed=self.relay.wake)
+                             on_committed=self.relay.wake, rules=lambda: self.rules.current)
         self.consumer = PullConsumer(js=self._js, settings=settings, handle=self.ingest.handle)
         self.queries = Queries(engine=self.reader, prefix=settings.subject_prefix,
                                status=self.status)
@@ -72,7 +74,7 @@ class Daemon:
             "version": assetd.__version__,
             "pid": os.getpid(),
             "uptime_seconds": round(time.monotonic() - self.started, 3),
-            "rules": None,
+            "rules": self.rules.status(),
             "database": "sqlite" if is_sqlite(self.settings.effective_db_url) else "postgresql",
             "nats": "embedded" if self.embedded else "external",
             "counters": {**self.ingest.counters, "published": self.relay.published},
@@ -81,6 +83,7 @@ class Daemon:
 
     async def start(self) -> None:
         """Start NATS (if embedded), migrate, declare streams, start consuming and relaying."""
+        self.rules.load_initial()  # an invalid rules file stops the start here
         if self.embedded:
             await asyncio.to_thread(self.embedded.start)
         await asyncio.to_thread(upgrade, self.settings.effective_db_url)
@@ -89,12 +92,14 @@ class Daemon:
         await self.broker.start()
         await self.consumer.start()
         self.relay.start()
+        self.rules.start_watching()
         log.info("assetd started", nats=self.settings.effective_nats_url,
                  database="sqlite" if is_sqlite(self.settings.effective_db_url) else "postgresql",
                  version=assetd.__version__)
 
     async def stop(self) -> None:
         """Stop consuming, finish the batch in hand, flush the outbox, stop NATS (if embedded)."""
+        await self.rules.stop()
         await self.consumer.stop()
         await self.relay.stop()
         await self.broker.stop()
@@ -113,6 +118,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.rules.reload)
         await self.start()
         try:
             await self._stop.wait()

@@ -13,6 +13,7 @@ import assetd
 from assetd.config import Settings, load_settings
 from assetd.errors import ConfigError
 from assetd.logs import configure
+from assetd.rules.loader import RulesError
 
 app = typer.Typer(help="assetd: the asset orchestration daemon.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -60,6 +61,9 @@ def run(nats_url: NatsUrl = None, db: Db = None, data_dir: DataDir = None,
         run_loop(Daemon(settings).serve())
     except ConfigError as exc:
         _fail(str(exc))
+    except RulesError as exc:
+        typer.echo("\n".join(exc.errors), err=True)
+        _fail("the rules file does not validate; fix it (assetctl rules check FILE)")
     except KeyboardInterrupt:
         pass
 

@@ -14,9 +14,12 @@ from assetd.errors import RejectedError
 from assetd.handlers.consumption import on_consumed
 from assetd.handlers.decode import Inbound, Tokens
 from assetd.handlers.lifecycle import on_updated
+from assetd.handlers.promotion import on_promotion_requested
+from assetd.handlers.quality import on_drift, on_quality
 from assetd.handlers.registration import on_defined, on_registered
 from assetd.handlers.tx import Tx
 from assetd.registry import repo
+from assetd.rules.loader import LoadedRules
 from assetd.schemas.outbound import EventRejected
 
 Handler = Callable[[Tx, Inbound], None]
@@ -25,6 +28,9 @@ HANDLERS: dict[str, Handler] = {
     "asset_registered": on_registered,
     "asset_consumed": on_consumed,
     "instance_updated": on_updated,
+    "quality_reported": on_quality,
+    "drift_reported": on_drift,
+    "promotion_requested": on_promotion_requested,
 }
 Outcome = Literal["applied", "duplicate", "rejected", "retry"]
 
@@ -47,10 +53,11 @@ class Received:
         self.outcome, self.error, self.errors = "rejected", exc.reason, exc.errors
 
 
-def apply_batch(engine: Engine, batch: list[Received], *, prefix: str, max_deliver: int) -> None:
+def apply_batch(engine: Engine, batch: list[Received], *, prefix: str, max_deliver: int,
+                rules: LoadedRules | None = None) -> None:
     """Apply ``batch`` and set each message's outcome; raise on a database failure (retry all)."""
     with engine.begin() as conn:
-        tx = Tx(conn=conn, now=datetime.now(UTC), prefix=prefix)
+        tx = Tx(conn=conn, now=datetime.now(UTC), prefix=prefix, rules=rules)
         for rec in batch:
             if rec.rejection is None and rec.item is not None:
                 _apply_one(tx, rec, max_deliver)
@@ -64,12 +71,7 @@ def apply_batch(engine: Engine, batch: list[Received], *, prefix: str, max_deliv
 def _apply_one(tx: Tx, rec: Received, max_deliver: int) -> None:
     assert rec.item is not None
     ev = rec.item.event
-    handler = HANDLERS.get(ev.type)
-    if handler is None:
-        rec.reject(RejectedError(
-            f"event type {ev.type} is not handled by this assetd version yet; replay it from the "
-            "DLQ after upgrading (see docs/events.md)"))
-        return
+    handler = HANDLERS[ev.type]  # decode() refused every type without a handler
     snap = tx.snapshot()
     savepoint = _Savepoint(tx.conn)
     try:

@@ -16,6 +16,7 @@ from assetd.config import Settings
 from assetd.errors import RejectedError
 from assetd.handlers.batch import Received, apply_batch
 from assetd.handlers.decode import decode, read_ids, subject_tokens
+from assetd.rules.loader import LoadedRules
 
 log = structlog.get_logger("assetd.inbound")
 HEADER_MAX = 4096
@@ -25,8 +26,9 @@ class Ingest:
     """Handles each pulled batch; commit first, then dead-letter, then ack."""
 
     def __init__(self, *, engine: Engine, settings: Settings, js: Callable[[], Any],
-                 on_committed: Callable[[], None]) -> None:
-        self.engine, self.settings, self.js = engine, settings, js
+                 on_committed: Callable[[], None],
+                 rules: Callable[[], LoadedRules | None] = lambda: None) -> None:
+        self.engine, self.settings, self.js, self.rules = engine, settings, js, rules
         self.on_committed = on_committed
         self.counters: Counter[str] = Counter()
 
@@ -74,7 +76,8 @@ class Ingest:
                 if len(m.data) <= s.max_message_bytes:
                     read_ids(tok, m.data)
             batch.append(rec)
-        apply_batch(self.engine, batch, prefix=s.subject_prefix, max_deliver=s.max_deliver)
+        apply_batch(self.engine, batch, prefix=s.subject_prefix, max_deliver=s.max_deliver,
+                    rules=self.rules())
         return batch
 
     async def _dead_letter(self, msgs: list[Any], batch: list[Received]) -> None:

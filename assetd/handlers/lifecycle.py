@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from assetd.errors import QueryError, RejectedError
 from assetd.handlers.decode import Inbound
-from assetd.handlers.tx import Tx
+from assetd.handlers.rules_step import after_ready, roll_back_aliases
+from assetd.handlers.tx import InstanceRef, Tx
 from assetd.registry import repo
 from assetd.schemas.inbound import InstanceUpdated
 
@@ -31,3 +34,9 @@ def on_updated(tx: Tx, item: Inbound) -> None:
     if data.validity is not None:
         values["validity"] = data.validity
     repo.update_instance(tx.conn, instance_id=row.id, values=values)
+    inst = replace(InstanceRef.of(row), state=str(values.get("state", row.state)),
+                   validity=str(values.get("validity", row.validity)))
+    if data.validity == "invalidated" and row.validity != "invalidated":
+        roll_back_aliases(tx, inst, reason=data.reason, cause=ev.id)
+    if row.state == "pending" and inst.state == "ready" and inst.validity == "valid":
+        after_ready(tx, inst, cause=ev.id)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from assetd.errors import QueryError, RejectedError
 from assetd.handlers.decode import Inbound
-from assetd.handlers.tx import Tx
+from assetd.handlers.rules_step import after_ready
+from assetd.handlers.tx import InstanceRef, Tx
 from assetd.registry import repo
 from assetd.schemas.inbound import AssetDefined, AssetRegistered
 from assetd.schemas.outbound import InstanceCreated, ResolvedInput
@@ -30,40 +33,56 @@ def on_defined(tx: Tx, item: Inbound) -> None:
 
 
 def on_registered(tx: Tx, item: Inbound) -> None:
-    """Allocate ``vN``, insert the instance and its input edges, queue ``instance_created``."""
+    """Allocate ``vN``, insert the instance and its input edges, queue ``instance_created``,
+    then run the rules for a ready instance."""
     ev, data = item.event, item.data
     assert isinstance(data, AssetRegistered)
     inputs = _resolve_inputs(tx, item)
-    kind = tx.asset_kind(ev.project, ev.subject)
-    if kind is None:
-        repo.upsert_asset(tx.conn, project=ev.project, asset=ev.subject,
-                          values={"kind": data.kind}, now=tx.now)
-        kind = tx.asset_kind(ev.project, ev.subject)
-    if kind != data.kind:
+    inst = create_instance(
+        tx, project=ev.project, branch=ev.branch, asset=ev.subject, kind=data.kind,
+        annotations=data.annotations, tags=data.tags,
+        reference=data.reference.model_dump(exclude_none=True), producer=ev.source,
+        state=data.state, inputs=inputs, cause=ev.id)
+    if inst.state == "ready":
+        after_ready(tx, inst, cause=ev.id)
+
+
+def create_instance(
+    tx: Tx, *, project: str, branch: str, asset: str, kind: str, annotations: dict[str, Any],
+    tags: dict[str, str], reference: dict[str, Any], producer: str, state: str,
+    inputs: list[tuple[int, ResolvedInput]], cause: str,
+) -> InstanceRef:
+    """The next ``vN`` of (project, branch, asset) with its input edges and instance_created."""
+    known = tx.asset_kind(project, asset)
+    if known is None:
+        repo.upsert_asset(tx.conn, project=project, asset=asset, values={"kind": kind},
+                          now=tx.now)
+        known = tx.asset_kind(project, asset)
+    if known != kind:
         raise RejectedError(
-            f"asset {ev.subject} is defined as {kind}; this registration says {data.kind}"
-        )
-    version = tx.next_version(ev.project, ev.branch, ev.subject)
-    reference = data.reference.model_dump(exclude_none=True)
+            f"asset {asset} is defined as {known}; this registration says {kind}")
+    version = tx.next_version(project, branch, asset)
     instance_id = repo.insert_instance(tx.conn, values={
-        "project": ev.project, "branch": ev.branch, "asset": ev.subject, "version": version,
-        "kind": data.kind, "state": data.state, "validity": "valid",
-        "annotations": data.annotations, "tags": data.tags, "reference": reference,
-        "producer": ev.source, "event_id": ev.id,
+        "project": project, "branch": branch, "asset": asset, "version": version,
+        "kind": kind, "state": state, "validity": "valid", "annotations": annotations,
+        "tags": tags, "reference": reference, "producer": producer, "event_id": cause,
         "created_at": tx.now, "updated_at": tx.now,
     })
-    tx.took_version(ev.project, ev.branch, ev.subject, version)
+    tx.took_version(project, branch, asset, version)
     repo.insert_edges(tx.conn, rows=[
-        {"project": ev.project, "relation": "input", "upstream_id": up_id,
+        {"project": project, "relation": "input", "upstream_id": up_id,
          "downstream_id": instance_id, "consumer": None, "consumer_info": None,
-         "event_id": ev.id, "created_at": tx.now}
+         "event_id": cause, "created_at": tx.now}
         for up_id, _ in inputs
     ])
-    tx.emit(project=ev.project, branch=ev.branch, asset=ev.subject, type_="instance_created",
-            cause=ev.id, data=InstanceCreated(
-                instance=f"v{version}", version=version, kind=data.kind,
-                annotations=data.annotations, tags=data.tags, reference=reference,
-                inputs=[ref for _, ref in inputs], state=data.state, producer=ev.source))
+    tx.emit(project=project, branch=branch, asset=asset, type_="instance_created", cause=cause,
+            data=InstanceCreated(
+                instance=f"v{version}", version=version, kind=kind,
+                annotations=annotations, tags=tags, reference=reference,
+                inputs=[ref for _, ref in inputs], state=state,
+                producer=producer))
+    return InstanceRef(instance_id, project, branch, asset, version, kind, state, "valid",
+                       annotations)
 
 
 def _resolve_inputs(tx: Tx, item: Inbound) -> list[tuple[int, ResolvedInput]]:

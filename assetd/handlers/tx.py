@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy import Connection
 
 from assetd.registry import repo
+from assetd.rules.loader import LoadedRules
 from assetd.schemas.envelope import iso
 
 _NS = uuid.UUID("6f1c1d1e-5b0e-4a52-9a0c-a55e7d000001")
@@ -22,6 +23,32 @@ def outbound_id(project: str, cause: str, type_: str, asset: str, branch: str) -
     return str(uuid.uuid5(_NS, f"{project}\x1f{cause}\x1f{type_}\x1f{asset}\x1f{branch}"))
 
 
+@dataclass(frozen=True, slots=True)
+class InstanceRef:
+    """An instance as the rules step needs it (built from a row or from what was inserted)."""
+
+    id: int
+    project: str
+    branch: str
+    asset: str
+    version: int
+    kind: str
+    state: str
+    validity: str
+    annotations: dict[str, Any]
+
+    @classmethod
+    def of(cls, row: Any) -> InstanceRef:
+        """From a database row of the instance table."""
+        return cls(row.id, row.project, row.branch, row.asset, row.version, row.kind,
+                   row.state, row.validity, dict(row.annotations))
+
+    @property
+    def name(self) -> str:
+        """``vN``."""
+        return f"v{self.version}"
+
+
 @dataclass(slots=True)
 class Tx:
     """What a handler may touch: the connection, ``now`` (UTC) and the version cache."""
@@ -29,6 +56,7 @@ class Tx:
     conn: Connection
     now: datetime
     prefix: str
+    rules: LoadedRules | None = None
     versions: dict[tuple[str, str, str], int] = field(default_factory=dict)
     kinds: dict[tuple[str, str], str] = field(default_factory=dict)
     outbox: list[dict[str, Any]] = field(default_factory=list)

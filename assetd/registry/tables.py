@@ -102,6 +102,45 @@ class Decision(SQLModel, table=True):
     created_at: datetime
 
 
+class CheckResult(SQLModel, table=True):
+    """A ``quality_reported`` result for one instance; the newest per check counts."""
+
+    __tablename__ = "check_result"
+    __table_args__ = (Index("ix_check_instance", "instance_id", "check", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    project: str = Field(max_length=64)
+    instance_id: int = Field(foreign_key="instance.id")
+    check: str = Field(max_length=256)
+    passed: bool
+    severity: str = Field(max_length=16)
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    details: str | None = None
+    event_id: str = Field(max_length=128)
+    created_at: datetime
+
+
+class AliasHistory(SQLModel, table=True):
+    """Who held an alias from when to when (``held_to`` null: still holds it), and why."""
+
+    __tablename__ = "alias_history"
+    __table_args__ = (
+        Index("ix_alias_history", "project", "branch", "asset", "alias", "held_from"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    project: str = Field(max_length=64)
+    branch: str = Field(max_length=128)
+    asset: str = Field(max_length=128)
+    alias: str = Field(max_length=64)
+    instance_id: int = Field(foreign_key="instance.id")
+    version: int
+    held_from: datetime
+    held_to: datetime | None = None
+    decision_id: int | None = Field(default=None, foreign_key="decision.id")
+    event_id: str = Field(max_length=128)
+
+
 class InboxEntry(SQLModel, table=True):
     """An inbound event id already applied: the daemon applies each id once, for ever."""
 
@@ -134,4 +173,6 @@ EDGE = LineageEdge.__table__  # type: ignore[attr-defined]
 ALIAS = Alias.__table__  # type: ignore[attr-defined]
 DECISION = Decision.__table__  # type: ignore[attr-defined]
 INBOX = InboxEntry.__table__  # type: ignore[attr-defined]
+CHECK = CheckResult.__table__  # type: ignore[attr-defined]
+ALIAS_HISTORY = AliasHistory.__table__  # type: ignore[attr-defined]
 OUTBOX = OutboxEntry.__table__  # type: ignore[attr-defined]

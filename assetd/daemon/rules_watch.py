@@ -1,0 +1,107 @@
+"""The rules in force: loaded at start, reloaded on SIGHUP and when the file changes.
+
+A file that fails validation is refused with its ``FILE:LINE`` errors logged, and the
+previous rules stay in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from assetd.config import Settings
+from assetd.rules.loader import LoadedRules, RulesError, load_rules
+from assetd.schemas.envelope import iso
+
+log = structlog.get_logger("assetd.rules")
+
+
+def rules_path(settings: Settings) -> Path | None:
+    """``ASSETD_RULES``, else ``./rules.yaml`` if it exists, else None (no rules)."""
+    if settings.rules is not None:
+        return settings.rules
+    default = Path("rules.yaml")
+    return default if default.exists() else None
+
+
+class RulesHolder:
+    """Holds the current rules; ``reload`` swaps them only for a file that validates."""
+
+    def __init__(self, path: Path | None, poll_interval: float = 2.0) -> None:
+        self.path, self.poll_interval = path, poll_interval
+        self.current: LoadedRules | None = None
+        self.loaded_at: datetime | None = None
+        self.last_error: list[str] | None = None
+        self._stamp: tuple[float, int] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def load_initial(self) -> None:
+        """Load at start; an invalid file raises RulesError (the daemon refuses to start)."""
+        if self.path is not None:
+            self._swap(load_rules(self.path))
+
+    def reload(self) -> bool:
+        """Reload from disk; keep the old rules (and log why) if the file does not validate."""
+        if self.path is None:
+            return False
+        try:
+            new = load_rules(self.path)
+        except RulesError as exc:
+            self.last_error = exc.errors
+            self._stamp = self._file_stamp()
+            log.error("rules reload refused; previous rules stay in force",
+                      path=str(self.path), errors=exc.errors)
+            return False
+        if self.current is None or new.sha256 != self.current.sha256:
+            self._swap(new)
+            log.info("rules reloaded", path=str(self.path), sha256=new.sha256[:12],
+                     count=len(new.rules.rules))
+        return True
+
+    def _swap(self, new: LoadedRules) -> None:
+        self.current, self.last_error = new, None
+        self.loaded_at = datetime.now(UTC)
+        self._stamp = self._file_stamp()
+
+    def _file_stamp(self) -> tuple[float, int] | None:
+        try:
+            st = self.path.stat() if self.path else None
+        except OSError:
+            return None
+        return (st.st_mtime, st.st_size) if st else None
+
+    def start_watching(self) -> None:
+        """Poll the file's mtime and size; reload when they change."""
+        if self.path is not None:
+            self._task = asyncio.create_task(self._watch(), name="rules-watch")
+
+    async def stop(self) -> None:
+        """Stop watching."""
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            if self._file_stamp() != self._stamp:
+                self.reload()
+
+    def status(self) -> dict[str, Any] | None:
+        """The ``rules`` part of the status query."""
+        if self.path is None:
+            return None
+        cur = self.current
+        return {
+            "path": str(self.path),
+            "sha256": cur.sha256 if cur else None,
+            "count": len(cur.rules.rules) if cur else 0,
+            "loaded_at": iso(self.loaded_at) if self.loaded_at else None,
+            "last_error": self.last_error,
+        }

@@ -1,0 +1,42 @@
+"""``quality_reported`` and ``drift_reported``: record, then let the rules decide."""
+
+from __future__ import annotations
+
+from assetd.errors import QueryError, RejectedError
+from assetd.handlers.decode import Inbound
+from assetd.handlers.rules_step import drift_step, matched, resolve_ref, resume_if_waiting
+from assetd.handlers.tx import Tx
+from assetd.registry import aliases
+from assetd.schemas.inbound import DriftReported, QualityReported
+
+
+def on_quality(tx: Tx, item: Inbound) -> None:
+    """Store the check result; a candidate waiting for checks is decided now."""
+    ev, data = item.event, item.data
+    assert isinstance(data, QualityReported)
+    try:
+        inst = resolve_ref(tx, project=ev.project, branch=ev.branch, asset=ev.subject,
+                           selector=data.instance)
+    except QueryError as exc:
+        raise RejectedError(exc.message) from None
+    aliases.add_check(tx.conn, values={
+        "project": ev.project, "instance_id": inst.id, "check": data.check,
+        "passed": data.passed, "severity": data.severity, "metrics": data.metrics,
+        "details": data.details, "event_id": ev.id, "created_at": tx.now})
+    if inst.state == "ready" and inst.validity == "valid":
+        resume_if_waiting(tx, inst, cause=ev.id)
+
+
+def on_drift(tx: Tx, item: Inbound) -> None:
+    """Evaluate a drift report against the asset's rule (``score > max`` → retrain)."""
+    ev, data = item.event, item.data
+    assert isinstance(data, DriftReported)
+    try:
+        inst = resolve_ref(tx, project=ev.project, branch=ev.branch, asset=ev.subject,
+                           selector=data.instance)
+    except QueryError as exc:
+        raise RejectedError(exc.message) from None
+    found = matched(tx, inst)
+    if found is None or found[1].drift is None or found[1].drift.metric != data.metric:
+        return  # no rule watches this metric: nothing to decide
+    drift_step(tx, inst, found[0], found[1], data.score, cause=ev.id)

@@ -1,0 +1,184 @@
+"""The rules step: run the pure engine on registry state, then record and publish its result.
+
+Everything here happens inside the event's savepoint: the decision rows, the alias move
+(compare-and-set) and the outbound events commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from assetd.handlers.tx import InstanceRef, Tx
+from assetd.registry import aliases, repo
+from assetd.rules.engine import Candidate, Decision, drift_exceeded, evaluate, match_rule, numeric
+from assetd.schemas.outbound import (
+    AliasRolledBack,
+    AssetPromoted,
+    GateResult,
+    QualityGateOutcome,
+    RetrainRequired,
+)
+from assetd.schemas.rules import Rule
+
+FINAL = ("waiting", "promoted", "rejected")
+GATE_EVENT = {"gates_passed": "quality_gate_passed", "gates_failed": "quality_gate_failed"}
+
+
+def candidate(inst: InstanceRef) -> Candidate:
+    """The engine's view of an instance."""
+    return Candidate(inst.asset, inst.branch, inst.version, inst.annotations, inst.state,
+                     inst.validity)
+
+
+def matched(tx: Tx, inst: InstanceRef) -> tuple[str, Rule] | None:
+    """The first matching rule and its name (``rules[i]``), or None."""
+    if tx.rules is None:
+        return None
+    found = match_rule(tx.rules.rules, inst.asset, inst.branch)
+    return None if found is None else (f"rules[{found[0]}]", found[1])
+
+
+def after_ready(tx: Tx, inst: InstanceRef, *, cause: str) -> None:
+    """A new ready instance: drift carried as an annotation, then gates and promotion."""
+    found = matched(tx, inst)
+    if found is None:
+        return
+    name, rule = found
+    if rule.drift and (score := numeric(inst.annotations.get(rule.drift.metric))) is not None:
+        drift_step(tx, inst, name, rule, score, cause=cause)
+    if rule.gates or rule.promote:
+        decide(tx, inst, name, rule, cause=cause)
+
+
+def decide(tx: Tx, inst: InstanceRef, name: str | None, rule: Rule | None, *, cause: str,
+           include_gates: bool = True, alias: str | None = None,
+           manual: dict[str, Any] | None = None) -> list[Decision]:
+    """Evaluate one candidate against the current alias holder; apply what was decided."""
+    alias = alias or (rule.promote.alias if rule and rule.promote else "champion")
+    held = aliases.holder(tx.conn, project=inst.project, branch=inst.branch, asset=inst.asset,
+                          alias=alias)
+    champion = InstanceRef.of(held) if held is not None else None
+    checks = aliases.checks_for(tx.conn, instance_id=inst.id)
+    decisions = evaluate(candidate(inst), candidate(champion) if champion else None, checks, rule,
+                         alias=alias, include_gates=include_gates, manual=manual is not None,
+                         force=bool(manual and manual.get("force")))
+    for d in decisions:
+        _apply(tx, inst, champion, d, name, cause, manual)
+    return decisions
+
+
+def _apply(tx: Tx, inst: InstanceRef, champion: InstanceRef | None, d: Decision,
+           rule: str | None, cause: str, manual: dict[str, Any] | None) -> None:
+    decision_id = _log(tx, inst, d.outcome, rule, cause, _inputs(d, champion, manual))
+    where = {"project": inst.project, "branch": inst.branch, "asset": inst.asset}
+    if d.outcome in ("gates_passed", "gates_failed"):
+        results = [GateResult(metric=g.metric, op=g.op, threshold=g.threshold, value=g.value,
+                              passed=g.passed, reason=g.reason) for g in d.gates]
+        tx.emit(**where, type_=GATE_EVENT[d.outcome], cause=cause,
+                data=QualityGateOutcome(instance=inst.name, results=results))
+    elif d.outcome == "promoted":
+        assert d.alias is not None
+        if champion is not None and champion.id == inst.id:
+            return  # already the holder: logged, nothing moves
+        aliases.move(tx.conn, **where, alias=d.alias, expected=champion.id if champion else None,
+                     new=inst, now=tx.now, decision_id=decision_id, event_id=cause)
+        tx.emit(**where, type_="asset_promoted", cause=cause, key=f"{cause}/{d.alias}",
+                data=AssetPromoted(
+                    instance=inst.name, alias=d.alias, previous=champion and champion.name,
+                    metric=d.metric, candidate_value=d.candidate_value,
+                    champion_value=d.champion_value, improvement=d.improvement, rule=rule,
+                    manual=d.manual,
+                    reason=(manual or {}).get("reason") or d.reason))
+    elif d.outcome == "rejected":
+        data: dict[str, Any] = {"instance": inst.name, "alias": d.alias,
+                                "champion": champion and champion.name, "reason": d.reason,
+                                "rule": rule, "manual": d.manual}
+        data.update({k: v for k, v in (("metric", d.metric),
+                                       ("candidate_value", d.candidate_value),
+                                       ("champion_value", d.champion_value),
+                                       ("improvement", d.improvement)) if v is not None})
+        if d.gates:
+            data["gates"] = [g.__dict__ for g in d.gates]
+        data.update(d.details)
+        tx.emit(**where, type_="promotion_rejected", cause=cause, key=f"{cause}/{d.alias}",
+                data=data)
+
+
+def _inputs(d: Decision, champion: InstanceRef | None,
+            manual: dict[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "alias": d.alias, "reason": d.reason, "champion": champion and champion.name,
+        "metric": d.metric, "candidate_value": d.candidate_value,
+        "champion_value": d.champion_value, "improvement": d.improvement,
+        "gates": [g.__dict__ for g in d.gates], "missing_checks": list(d.missing_checks),
+        "manual": d.manual, "forced": d.forced, **d.details,
+    }
+    if manual:
+        out["request"] = manual
+    return {k: v for k, v in out.items() if v not in (None, [], {})}
+
+
+def _log(tx: Tx, inst: InstanceRef, outcome: str, rule: str | None, cause: str,
+         inputs: dict[str, Any]) -> int:
+    if tx.rules is not None:
+        inputs = {**inputs, "rules_sha256": tx.rules.sha256, "rules_path": tx.rules.path}
+    return aliases.add_decision(tx.conn, values={
+        "project": inst.project, "branch": inst.branch, "asset": inst.asset,
+        "instance": inst.name, "outcome": outcome, "rule": rule, "inputs": inputs,
+        "event_id": cause, "created_at": tx.now})
+
+
+def drift_step(tx: Tx, inst: InstanceRef, name: str, rule: Rule, score: float, *,
+               cause: str) -> None:
+    """``score > max`` → one ``retrain_required`` per target, on that target's subject."""
+    drift = rule.drift
+    assert drift is not None
+    exceeded = drift_exceeded(drift, score)
+    targets = drift.retrain or aliases.models_fed_by(tx.conn, project=inst.project,
+                                                     asset=inst.asset)
+    _log(tx, inst, "drift_exceeded" if exceeded else "drift_ok", name, cause,
+         {"metric": drift.metric, "score": score, "threshold": drift.max,
+          "targets": targets if exceeded else []})
+    if not exceeded:
+        return
+    reason = f"{drift.metric} {score} > {drift.max} on {inst.asset} {inst.name}"
+    for target in targets:
+        tx.emit(project=inst.project, branch=inst.branch, asset=target,
+                type_="retrain_required", cause=cause,
+                data=RetrainRequired(trigger_asset=inst.asset, trigger_instance=inst.name,
+                                     metric=drift.metric, score=score, threshold=drift.max,
+                                     reason=reason))
+
+
+def roll_back_aliases(tx: Tx, inst: InstanceRef, *, reason: str, cause: str) -> None:
+    """An invalidated holder: each alias moves to the newest earlier valid holder, or clears."""
+    for alias in aliases.aliases_held(tx.conn, instance_id=inst.id):
+        where = {"project": inst.project, "branch": inst.branch, "asset": inst.asset}
+        back = aliases.previous_valid_holder(tx.conn, **where, alias=alias, current_id=inst.id)
+        target = InstanceRef.of(back) if back is not None else None
+        decision_id = _log(tx, inst, "rolled_back", None, cause,
+                           {"alias": alias, "to": target and target.name, "reason": reason})
+        aliases.move(tx.conn, **where, alias=alias, expected=inst.id, new=target, now=tx.now,
+                     decision_id=decision_id, event_id=cause)
+        tx.emit(**where, type_="alias_rolled_back", cause=cause, key=f"{cause}/{alias}",
+                data=AliasRolledBack.model_validate(
+                    {"alias": alias, "from": inst.name, "to": target and target.name,
+                     "reason": reason}))
+
+
+def resume_if_waiting(tx: Tx, inst: InstanceRef, *, cause: str) -> None:
+    """A new check result: a candidate that was waiting for checks is decided now."""
+    found = matched(tx, inst)
+    if found is None or not found[1].promote:
+        return
+    last = aliases.last_outcome(tx.conn, project=inst.project, branch=inst.branch,
+                                asset=inst.asset, instance=inst.name, outcomes=FINAL)
+    if last == "waiting":
+        decide(tx, inst, found[0], found[1], cause=cause, include_gates=False)
+
+
+def resolve_ref(tx: Tx, *, project: str, branch: str, asset: str, selector: str,
+                allow_invalid: bool = False) -> InstanceRef:
+    """Resolve a selector to an InstanceRef (QueryError if it does not resolve)."""
+    return InstanceRef.of(repo.resolve(tx.conn, project=project, branch=branch, asset=asset,
+                                       selector=selector, allow_invalid=allow_invalid))
