@@ -87,7 +87,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("pg_url"))
 
 
-def test_settings(nats_url: str, db_url: str, data_dir: Path, **kw: Any) -> Settings:
+def daemon_settings(nats_url: str, db_url: str, data_dir: Path, **kw: Any) -> Settings:
     """Settings for a daemon under test: fast fetch timeouts, no HTTP."""
     return Settings(nats_url=nats_url, db_url=db_url, data_dir=data_dir, http_port=0,
                     fetch_timeout=1.0, nak_delay=0.1, **kw)
@@ -97,7 +97,7 @@ def test_settings(nats_url: str, db_url: str, data_dir: Path, **kw: Any) -> Sett
 async def daemon(nc: Any, nats_server: EmbeddedNats, tmp_path: Path,
                  db_url: str) -> AsyncIterator[Daemon]:
     """A running in-process daemon on the session's nats-server and a fresh registry."""
-    d = Daemon(test_settings(nats_server.url, db_url, tmp_path))
+    d = Daemon(daemon_settings(nats_server.url, db_url, tmp_path))
     await d.start()
     try:
         yield d

@@ -1,7 +1,8 @@
 """Clients for pipelines and services: :class:`AssetClient` (async), :class:`SyncAssetClient`."""
 
-from assetd.client.aio import AssetClient, EventRejectedError
+from assetd.client.aio import AssetClient, EventRejectedError, PromotionRejectedError
 from assetd.client.sync import SyncAssetClient
 from assetd.errors import QueryError
 
-__all__ = ["AssetClient", "EventRejectedError", "QueryError", "SyncAssetClient"]
+__all__ = ["AssetClient", "EventRejectedError", "PromotionRejectedError", "QueryError",
+           "SyncAssetClient"]

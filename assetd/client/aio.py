@@ -7,10 +7,12 @@ Method names follow Outerbounds' ``obproject`` asset API (``register_data``,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import os
 import socket
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -31,6 +33,14 @@ class EventRejectedError(AssetdError):
     def __init__(self, event_id: str, reason: str, errors: list[Any]) -> None:
         super().__init__(f"event {event_id} rejected: {reason}")
         self.event_id, self.reason, self.errors = event_id, reason, errors
+
+
+class PromotionRejectedError(AssetdError):
+    """The rules refused a requested promotion; ``details`` is the promotion_rejected data."""
+
+    def __init__(self, event_id: str, reason: str, details: dict[str, Any]) -> None:
+        super().__init__(f"promotion {event_id} rejected: {reason}")
+        self.event_id, self.reason, self.details = event_id, reason, details
 
 
 def default_source() -> str:
@@ -164,13 +174,90 @@ class AssetClient:
         await self.publish("asset_consumed", asset, data, branch=branch)
         return found
 
-    async def report_event(self, type_: str, asset: str, data: dict[str, Any],
-                           **kw: Any) -> str:
-        """Publish any other inbound type (``quality_reported``, ``instance_updated`` …)."""
-        return await self.publish(type_, asset, data, **kw)
+    async def report_quality(self, asset: str, check: str, passed: bool, *,
+                             instance: str = "latest", severity: str = "error",
+                             metrics: dict[str, float] | None = None,
+                             details: str | None = None, event_id: str | None = None) -> str:
+        """Report a check's result for an instance (resumes a candidate waiting on it)."""
+        data: dict[str, Any] = {"instance": instance, "check": check, "passed": passed,
+                                "severity": severity, "metrics": metrics or {}}
+        if details is not None:
+            data["details"] = details
+        return await self.publish("quality_reported", asset, data, event_id=event_id)
+
+    async def report_drift(self, asset: str, metric: str, score: float, *,
+                           instance: str = "latest", reference: str | None = None,
+                           features: dict[str, float] | None = None,
+                           event_id: str | None = None) -> str:
+        """Report a drift measurement; over the rule's ``max`` it triggers retrain_required."""
+        data: dict[str, Any] = {"instance": instance, "metric": metric, "score": score,
+                                "features": features or {}}
+        if reference is not None:
+            data["reference"] = reference
+        return await self.publish("drift_reported", asset, data, event_id=event_id)
+
+    async def request_promotion(self, asset: str, instance: str, *, reason: str,
+                                alias: str = "champion", force: bool = False,
+                                to_branch: str | None = None, requested_by: str | None = None,
+                                wait: bool = False, event_id: str | None = None) -> Any:
+        """Ask for a promotion. With ``wait``, return the ``asset_promoted`` (or, for
+        ``to_branch``, ``instance_created``) data; raise PromotionRejectedError if refused."""
+        data: dict[str, Any] = {"instance": instance, "alias": alias, "reason": reason,
+                                "force": force, "requested_by": requested_by or self.source}
+        if to_branch is not None:
+            data["to_branch"] = to_branch
+        if not wait:
+            return await self.publish("promotion_requested", asset, data, event_id=event_id)
+        expect = "instance_created" if to_branch else "asset_promoted"
+        return await self._publish_and_wait("promotion_requested", asset, data,
+                                            event_id or str(uuid.uuid4()), None, expect,
+                                            listen_branch=to_branch)
+
+    async def update_instance(self, asset: str, instance: str, *, reason: str,
+                              state: str | None = None, validity: str | None = None,
+                              event_id: str | None = None) -> str:
+        """Finalize a pending instance or change its validity (``instance`` is ``vN``)."""
+        data: dict[str, Any] = {"instance": instance, "reason": reason}
+        if state is not None:
+            data["state"] = state
+        if validity is not None:
+            data["validity"] = validity
+        return await self.publish("instance_updated", asset, data, event_id=event_id)
+
+    async def events(self, *, asset: str = "*", type: str = "*", durable: str | None = None,
+                     deliver: str = "new") -> AsyncIterator[dict[str, Any]]:
+        """Outbound events of this project as an async iterator.
+
+        With ``durable`` (a consumer name), a restarted service resumes where it stopped:
+        an event is acknowledged when the loop asks for the next one. ``deliver``: ``new``
+        (default for a new consumer) or ``all`` (replay ``ASSETD_OUT`` from the start).
+        """
+        await self.connect()
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        subject = f"{self.prefix}.out.{self.project}.{asset}.{type}"
+        config = ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT, filter_subject=subject,
+            deliver_policy=DeliverPolicy.ALL if deliver == "all" else DeliverPolicy.NEW)
+        js = self._nc.jetstream()
+        sub = await js.pull_subscribe(subject, durable=durable, stream="ASSETD_OUT",
+                                      config=config)
+        try:
+            while True:
+                try:
+                    msgs = await sub.fetch(batch=100, timeout=5)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    continue
+                for msg in msgs:
+                    yield orjson.loads(msg.data)
+                    await msg.ack()
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
     async def _publish_and_wait(self, type_: str, asset: str, data: dict[str, Any], eid: str,
-                                branch: str | None, expect: str) -> Any:
+                                branch: str | None, expect: str,
+                                listen_branch: str | None = None) -> Any:
         base = f"{self.prefix}.out.{self.project}.{asset}"
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
@@ -178,15 +265,19 @@ class AssetClient:
             ev = orjson.loads(msg.data)
             if ev.get("causeid") != eid or done.done():
                 return
+            if listen_branch and ev["type"] == expect and ev.get("branch") != listen_branch:
+                return
+            d = ev["data"]
             if ev["type"] == "event_rejected":
-                d = ev["data"]
                 done.set_exception(EventRejectedError(eid, d["reason"], d.get("errors", [])))
+            elif ev["type"] == "promotion_rejected":
+                done.set_exception(PromotionRejectedError(eid, d["reason"], d))
             else:
-                done.set_result(ev["data"])
+                done.set_result(d)
 
         await self.connect()
         subs = [await self._nc.subscribe(f"{base}.{t}", cb=on_msg)
-                for t in (expect, "event_rejected")]
+                for t in (expect, "event_rejected", "promotion_rejected")]
         try:
             await self.publish(type_, asset, data, branch=branch, event_id=eid)
             return await asyncio.wait_for(done, self.timeout)
