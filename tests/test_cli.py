@@ -143,6 +143,9 @@ def test_demo_runs_and_leaves_nothing_running() -> None:
     r = run_cli(BIN, "assetd", "demo", timeout=120)
     assert r.returncode == 0, r.stderr
     assert "fraud_model v3" in r.stdout and "consumed_by" in r.stdout
+    for shown in ("asset_promoted", "promotion_rejected", "quality_gate_failed",
+                  "retrain_required", "champion=v2"):
+        assert shown in r.stdout
     assert "demo done" in r.stdout
 
 

@@ -72,6 +72,8 @@ class Queries:
                 return reads.lineage(conn, project=project, branch=args["branch"],
                                      asset=args["asset"], selector=args["instance"],
                                      direction=args["direction"], depth=args["depth"])
+            if method == "timeline":
+                return reads.timeline(conn, project=project, **args)
             return reads.decisions(conn, project=project, **args)
 
 

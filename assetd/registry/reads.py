@@ -9,7 +9,7 @@ from sqlalchemy import Connection, and_, func, select
 
 from assetd.errors import InvalidError
 from assetd.registry import repo
-from assetd.registry.tables import ALIAS, ASSET, DECISION, EDGE, INSTANCE
+from assetd.registry.tables import ALIAS, ALIAS_HISTORY, ASSET, CHECK, DECISION, EDGE, INSTANCE
 from assetd.schemas.envelope import iso
 
 MAX_LINEAGE_NODES = 10_000
@@ -188,3 +188,37 @@ def decisions(conn: Connection, *, project: str, branch: str, asset: str,
          "inputs": r.inputs, "event_id": r.event_id, "created_at": iso(r.created_at)}
         for r in conn.execute(q)
     ]
+
+
+def timeline(conn: Connection, *, project: str, branch: str, asset: str,
+             limit: int) -> dict[str, Any]:
+    """Instances oldest first with their checks, and the alias history: what a replay needs."""
+    rows = list(conn.execute(
+        select(INSTANCE).where(INSTANCE.c.project == project, INSTANCE.c.branch == branch,
+                               INSTANCE.c.asset == asset)
+        .order_by(INSTANCE.c.version).limit(limit)))
+    checks: dict[int, dict[str, bool]] = defaultdict(dict)
+    if rows:
+        for iid, name, passed in conn.execute(
+            select(CHECK.c.instance_id, CHECK.c.check, CHECK.c.passed)
+            .where(CHECK.c.instance_id.in_([r.id for r in rows])).order_by(CHECK.c.id)
+        ):
+            checks[iid][name] = bool(passed)
+    hist = conn.execute(
+        select(ALIAS_HISTORY).where(ALIAS_HISTORY.c.project == project,
+                                    ALIAS_HISTORY.c.branch == branch,
+                                    ALIAS_HISTORY.c.asset == asset)
+        .order_by(ALIAS_HISTORY.c.held_from, ALIAS_HISTORY.c.id))
+    return {
+        "instances": [
+            {"instance": f"v{r.version}", "version": r.version, "state": r.state,
+             "validity": r.validity, "annotations": r.annotations,
+             "created_at": iso(r.created_at), "checks": checks[r.id]}
+            for r in rows
+        ],
+        "aliases": [
+            {"alias": h.alias, "instance": f"v{h.version}", "held_from": iso(h.held_from),
+             "held_to": iso(h.held_to) if h.held_to else None}
+            for h in hist
+        ],
+    }

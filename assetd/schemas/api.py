@@ -58,6 +58,14 @@ class DecisionsRequest(_Req):
     limit: int = Field(default=50, ge=1, le=500)
 
 
+class TimelineRequest(_Req):
+    """An asset's recorded history for ``assetctl rules simulate`` (an extension of §7)."""
+
+    asset: AssetId
+    branch: BranchId = "main"
+    limit: int = Field(default=1000, ge=1, le=10000)
+
+
 class ApiError(BaseModel):
     """What went wrong with a query."""
 
@@ -79,4 +87,5 @@ REQUESTS: dict[str, type[_Req]] = {
     "instances": InstancesRequest,
     "lineage": LineageRequest,
     "decisions": DecisionsRequest,
+    "timeline": TimelineRequest,
 }

@@ -1,0 +1,108 @@
+"""``assetctl history``, ``promote``, ``report-quality``, ``report-drift``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from assetd.ctl import render
+from assetd.ctl.common import app, call, fail, is_json, parse_pairs
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    asset: str,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+) -> None:
+    """The asset's decision log, newest first: every evaluation with its inputs."""
+    rows: list[dict[str, Any]] = call(ctx, lambda c: c.request(
+        "decisions", asset=asset, branch=c.branch, limit=limit))
+    if is_json(ctx):
+        render.emit_json(rows)
+        return
+    render.table(f"{asset} decisions", ["time", "instance", "outcome", "reason", "rule",
+                                        "details"],
+                 [[r["created_at"], r["instance"], r["outcome"], r["inputs"].get("reason"),
+                   r["rule"], _details(r["inputs"])] for r in rows])
+
+
+def _details(inputs: dict[str, Any]) -> str:
+    keys = ("alias", "champion", "candidate_value", "champion_value", "improvement", "score",
+            "threshold", "to", "forced")
+    return ", ".join(f"{k}={inputs[k]}" for k in keys if k in inputs)
+
+
+@app.command()
+def promote(
+    ctx: typer.Context,
+    asset: str,
+    selector: Annotated[str, typer.Argument(help="vN, latest, latest-N, @alias")],
+    reason: Annotated[str, typer.Option(help="why (recorded in the decision log)")],
+    alias: Annotated[str, typer.Option(help="the alias to move")] = "champion",
+    force: Annotated[bool, typer.Option(help="skip gates and required checks (recorded)")]
+    = False,
+    to_branch: Annotated[str | None, typer.Option(help="copy into this branch instead")]
+    = None,
+) -> None:
+    """Request a promotion; waits for asset_promoted (exit 0) or promotion_rejected (exit 1)."""
+    result = call(ctx, lambda c: c.request_promotion(
+        asset, selector, reason=reason, alias=alias, force=force, to_branch=to_branch,
+        wait=True))
+    if is_json(ctx):
+        render.emit_json(result)
+    elif to_branch:
+        typer.echo(f"{asset} {selector} copied to {to_branch} as {result['instance']}")
+    else:
+        prev = result["previous"] or "nobody"
+        typer.echo(f"{asset} {result['instance']} is now {result['alias']} (was {prev})")
+
+
+@app.command("report-quality")
+def report_quality(
+    ctx: typer.Context,
+    asset: str,
+    selector: Annotated[str, typer.Argument()] = "latest",
+    check: Annotated[str, typer.Option(help="check name")] = "",
+    passed: Annotated[bool, typer.Option("--passed/--failed", help="the result")] = True,
+    severity: Annotated[str, typer.Option(help="error or warn")] = "error",
+    metric: Annotated[list[str] | None, typer.Option(help="KEY=NUMBER")] = None,
+    details: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Report a quality check's result for an instance."""
+    if not check:
+        fail("--check NAME is required", 2)
+    if severity not in ("error", "warn"):
+        fail("--severity must be error or warn", 2)
+    metrics = parse_pairs(metric or [], typed=True)
+    eid = call(ctx, lambda c: c.report_quality(asset, check, passed, instance=selector,
+                                               severity=severity, metrics=metrics,
+                                               details=details))
+    _published(ctx, eid)
+
+
+@app.command("report-drift")
+def report_drift(
+    ctx: typer.Context,
+    asset: str,
+    selector: Annotated[str, typer.Argument()] = "latest",
+    metric: Annotated[str, typer.Option(help="drift metric name")] = "",
+    score: Annotated[float | None, typer.Option(help="the measured score")] = None,
+    feature: Annotated[list[str] | None, typer.Option(help="KEY=NUMBER per feature")] = None,
+) -> None:
+    """Report a drift measurement; over the rule's max it triggers retrain_required."""
+    if not metric or score is None:
+        fail("--metric NAME and --score NUMBER are required", 2)
+    assert score is not None
+    features = parse_pairs(feature or [], typed=True)
+    eid = call(ctx, lambda c: c.report_drift(asset, metric, score, instance=selector,
+                                             features=features))
+    _published(ctx, eid)
+
+
+def _published(ctx: typer.Context, event_id: str) -> None:
+    if is_json(ctx):
+        render.emit_json({"event_id": event_id})
+    else:
+        typer.echo(f"published event {event_id}")
