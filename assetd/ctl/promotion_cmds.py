@@ -31,7 +31,7 @@ def history(
 def _details(inputs: dict[str, Any]) -> str:
     keys = ("alias", "champion", "candidate_value", "champion_value", "improvement", "score",
             "threshold", "to", "forced")
-    return ", ".join(f"{k}={inputs[k]}" for k in keys if k in inputs)
+    return ", ".join(f"{k}={inputs[k]}" for k in keys if inputs.get(k) not in (None, False))
 
 
 @app.command()

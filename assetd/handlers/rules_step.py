@@ -78,10 +78,10 @@ def _apply(tx: Tx, inst: InstanceRef, champion: InstanceRef | None, d: Decision,
                 data=QualityGateOutcome(instance=inst.name, results=results))
     elif d.outcome == "promoted":
         assert d.alias is not None
-        if champion is not None and champion.id == inst.id:
-            return  # already the holder: logged, nothing moves
-        aliases.move(tx.conn, **where, alias=d.alias, expected=champion.id if champion else None,
-                     new=inst, now=tx.now, decision_id=decision_id, event_id=cause)
+        if champion is None or champion.id != inst.id:  # a manual re-promotion moves nothing
+            aliases.move(tx.conn, **where, alias=d.alias,
+                         expected=champion.id if champion else None, new=inst, now=tx.now,
+                         decision_id=decision_id, event_id=cause)
         tx.emit(**where, type_="asset_promoted", cause=cause, key=f"{cause}/{d.alias}",
                 data=AssetPromoted(
                     instance=inst.name, alias=d.alias, previous=champion and champion.name,
