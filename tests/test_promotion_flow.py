@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from assetd.client import AssetClient, PromotionRejectedError
 from assetd.daemon.app import Daemon
 from assetd.daemon.embedded import EmbeddedNats
+from assetd.errors import QueryError
 from tests.conftest import daemon_settings
 from tests.helpers import out_events, wait_for
 
@@ -196,3 +198,21 @@ async def test_invalid_reload_keeps_old_rules(c: AssetClient, rules_daemon: Daem
     v2 = (await c.register_model("fraud_model", annotations={"f1_score": 0.95},
                                  wait=True))["instance"]
     await wait_for(lambda: _decided(c, "fraud_model", v2, "gates_failed"), what="new rules")
+
+
+async def test_champion_at_time_t_and_drift_annotation(c: AssetClient, js: Any) -> None:
+    """``peek(..., at=T)`` answers who held the alias at T; a registration carrying the
+    drift metric as an annotation counts as a drift report."""
+    await c.register_data("fraud_features", wait=True)
+    await _model(c, 0.85, True)
+    t1 = datetime.now(UTC)  # v1 is champion from here until v2 is promoted
+    await _model(c, 0.90, True)
+    assert (await c.peek("fraud_model", "@champion", at=t1))["instance"] == "v1"
+    assert (await c.peek("fraud_model", "@champion"))["instance"] == "v2"
+    with pytest.raises(QueryError) as err:
+        await c.peek("fraud_model", "@champion", at="2000-01-01T00:00:00Z")
+    assert err.value.code == "not_found"
+
+    await c.register_data("fraud_features", annotations={"ks_statistic": 0.3}, wait=True)
+    (ev,) = await wait_for(lambda: out_events(js, "retrain_required"), what="drift annotation")
+    assert ev["data"]["trigger_instance"] == "v2" and ev["data"]["score"] == 0.3

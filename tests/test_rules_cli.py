@@ -128,3 +128,44 @@ async def test_promote_history_and_reports(demo_daemon: Daemon, js: Any) -> None
     assert ev["_subject"] == "assetd.out.fraud.fraud_model.retrain_required"
     code, _, err = await ctl(demo_daemon, "report-drift", "transactions", "--metric", "psi")
     assert code == 2 and "--score" in err
+
+
+def test_sighup_reloads_rules_of_a_running_daemon(tmp_path: Path, nats_server: EmbeddedNats,
+                                                  venv_bin: Path) -> None:
+    """``kill -HUP`` reloads the file (with file polling effectively off)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(DEMO_RULES)
+    env = {**os.environ, "ASSETD_NATS_URL": nats_server.url, "ASSETD_HTTP_PORT": "0",
+           "ASSETD_DB_URL": f"sqlite:///{tmp_path / 'r.db'}", "ASSETD_RULES": str(rules),
+           "ASSETD_DATA_DIR": str(tmp_path / "d"), "ASSETD_RULES_POLL_INTERVAL": "3600"}
+    proc = subprocess.Popen([str(venv_bin / "assetd"), "run"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ask = [str(venv_bin / "assetctl"), "--nats-url", nats_server.url, "--json", "status"]
+
+    def rules_status() -> dict[str, Any] | None:
+        r = subprocess.run(ask, capture_output=True, text=True, timeout=30)
+        return orjson.loads(r.stdout)["rules"] if r.returncode == 0 else None
+
+    def until(cond: Any, what: str) -> Any:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if (value := cond()):
+                return value
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    try:
+        first = until(rules_status, "daemon up")
+        rules.write_text(DEMO_RULES.replace("max: 0.2", "max: 0.3"))
+        proc.send_signal(signal.SIGHUP)
+        second = until(lambda: (s := rules_status()) and s["sha256"] != first["sha256"] and s,
+                       "reload on SIGHUP")
+        assert second["count"] == 2 and second["last_error"] is None
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -309,11 +309,15 @@ class AssetClient:
         return reply["result"]
 
     async def peek(self, asset: str, instance: str = "latest", *, branch: str | None = None,
-                   allow_invalid: bool = False) -> dict[str, Any]:
-        """Resolve a selector without recording a consumption."""
-        result: dict[str, Any] = await self.request(
-            "resolve", asset=asset, branch=branch or self.branch, instance=instance,
-            allow_invalid=allow_invalid)
+                   allow_invalid: bool = False, at: datetime | str | None = None
+                   ) -> dict[str, Any]:
+        """Resolve a selector without recording a consumption; ``at`` (an aware time or
+        ISO string) asks who held an alias then."""
+        body: dict[str, Any] = {"asset": asset, "branch": branch or self.branch,
+                                "instance": instance, "allow_invalid": allow_invalid}
+        if at is not None:
+            body["at"] = at.isoformat() if isinstance(at, datetime) else at
+        result: dict[str, Any] = await self.request("resolve", **body)
         return result
 
     async def list_assets(self, *, kind: Kind | None = None,

@@ -48,10 +48,12 @@ def show(
     asset: str,
     selector: Annotated[str, typer.Argument(help="latest, latest-N, vN, @alias")] = "latest",
     allow_invalid: Annotated[bool, typer.Option(help="show an invalidated vN")] = False,
+    at: Annotated[str | None, typer.Option(help="ISO time: who held the alias then")] = None,
 ) -> None:
     """Show one instance (default: the latest ready one)."""
     asset, _, sel = asset.partition("@")
-    result = call(ctx, lambda c: c.peek(asset, sel or selector, allow_invalid=allow_invalid))
+    result = call(ctx, lambda c: c.peek(asset, sel or selector, allow_invalid=allow_invalid,
+                                        at=at))
     if is_json(ctx):
         render.emit_json(result)
         return

@@ -63,7 +63,7 @@ class Queries:
             if method == "resolve":
                 return reads.resolve(conn, project=project, branch=args["branch"],
                                      asset=args["asset"], selector=args["instance"],
-                                     allow_invalid=args["allow_invalid"])
+                                     allow_invalid=args["allow_invalid"], at=args["at"])
             if method == "assets":
                 return reads.assets(conn, project=project, **args)
             if method == "instances":

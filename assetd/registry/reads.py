@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import Connection, and_, func, or_, select
 
-from assetd.errors import InvalidError
+from assetd.errors import InvalidError, NotFoundError
 from assetd.registry import repo
 from assetd.registry.tables import ALIAS, ALIAS_HISTORY, ASSET, CHECK, DECISION, EDGE, INSTANCE
 from assetd.schemas.envelope import iso
+from assetd.schemas.ids import parse_selector
 
 MAX_LINEAGE_NODES = 10_000
 
@@ -47,11 +49,25 @@ def instance_view(conn: Connection, rows: list[Any]) -> list[dict[str, Any]]:
 
 
 def resolve(conn: Connection, *, project: str, branch: str, asset: str, selector: str,
-            allow_invalid: bool) -> dict[str, Any]:
-    """One instance by selector."""
-    row = repo.resolve(conn, project=project, branch=branch, asset=asset, selector=selector,
-                       allow_invalid=allow_invalid)
-    return instance_view(conn, [row])[0]
+            allow_invalid: bool, at: datetime | None = None) -> dict[str, Any]:
+    """One instance by selector; with ``at``, the holder of an alias at that time."""
+    if at is None:
+        row = repo.resolve(conn, project=project, branch=branch, asset=asset,
+                           selector=selector, allow_invalid=allow_invalid)
+        return instance_view(conn, [row])[0]
+    kind, alias = parse_selector(selector)
+    if kind != "alias":
+        raise InvalidError("`at` applies to alias selectors (@champion) only")
+    q = (select(INSTANCE).join(ALIAS_HISTORY, ALIAS_HISTORY.c.instance_id == INSTANCE.c.id)
+         .where(ALIAS_HISTORY.c.project == project, ALIAS_HISTORY.c.branch == branch,
+                ALIAS_HISTORY.c.asset == asset, ALIAS_HISTORY.c.alias == alias,
+                ALIAS_HISTORY.c.held_from <= at,
+                or_(ALIAS_HISTORY.c.held_to.is_(None), ALIAS_HISTORY.c.held_to > at))
+         .order_by(ALIAS_HISTORY.c.held_from.desc()).limit(1))
+    found = conn.execute(q).first()
+    if found is None:
+        raise NotFoundError(f"nobody held {asset}@{alias} on branch {branch} at {iso(at)}")
+    return instance_view(conn, [found])[0]
 
 
 def instances(conn: Connection, *, project: str, branch: str, asset: str, limit: int,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from assetd.schemas.ids import AssetId, BranchId, Selector
 from assetd.schemas.inbound import Kind, StrMap
@@ -15,12 +15,13 @@ class _Req(BaseModel):
 
 
 class ResolveRequest(_Req):
-    """Resolve a selector to one instance."""
+    """Resolve a selector to one instance; ``at`` asks who held an alias at that time."""
 
     asset: AssetId
     branch: BranchId = "main"
     instance: Selector = "latest"
     allow_invalid: bool = False
+    at: AwareDatetime | None = None
 
 
 class AssetsRequest(_Req):
