@@ -48,9 +48,10 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(default=256 * 1024, ge=1024)
     batch_size: int = Field(default=500, ge=1, le=10000)
     fetch_timeout: float = Field(default=5.0, gt=0, description="idle long-poll")
-    max_deliver: int = Field(default=5, ge=1)
+    max_deliver: int = Field(default=10, ge=1)
     ack_wait: float = Field(default=30.0, gt=0)
     nak_delay: float = Field(default=1.0, ge=0)
+    graceful_timeout: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
 
     @classmethod

@@ -98,10 +98,17 @@ class Daemon:
                  version=assetd.__version__)
 
     async def stop(self) -> None:
-        """Stop consuming, finish the batch in hand, flush the outbox, stop NATS (if embedded)."""
+        """Stop fetching, finish and ack the batch in hand, flush the outbox, stop NATS (if
+        embedded) — within ``graceful_timeout``; what is left then is redelivered or
+        published at the next start."""
         await self.rules.stop()
-        await self.consumer.stop()
-        await self.relay.stop()
+        deadline = asyncio.get_running_loop().time() + self.settings.graceful_timeout
+        for step in (self.consumer.stop, self.relay.stop):
+            left = max(0.1, deadline - asyncio.get_running_loop().time())
+            try:
+                await asyncio.wait_for(step(), left)
+            except TimeoutError:
+                log.warning("graceful shutdown timed out", step=step.__qualname__)
         await self.broker.stop()
         self.writer.dispose()
         self.reader.dispose()

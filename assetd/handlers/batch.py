@@ -17,7 +17,7 @@ from assetd.handlers.lifecycle import on_updated
 from assetd.handlers.promotion import on_promotion_requested
 from assetd.handlers.quality import on_drift, on_quality
 from assetd.handlers.registration import on_defined, on_registered
-from assetd.handlers.tx import Tx
+from assetd.handlers.tx import Tx, outbound
 from assetd.registry import repo
 from assetd.rules.loader import LoadedRules
 from assetd.schemas.outbound import EventRejected
@@ -84,18 +84,38 @@ def _apply_one(tx: Tx, rec: Received, max_deliver: int) -> None:
         savepoint.release()
         tx.keep()
         rec.outcome = "applied"
-    except SQLAlchemyError:
-        raise
     except RejectedError as exc:
         savepoint.rollback()
         tx.restore(snap)
         rec.reject(exc)
-    except Exception as exc:  # a bug or poison message: retry, then dead-letter
-        savepoint.rollback()
+    except Exception as exc:  # a bug, a poison message, a constraint: retry, then dead-letter
+        if isinstance(exc, SQLAlchemyError):
+            try:
+                savepoint.rollback()
+            except SQLAlchemyError:
+                raise exc from None  # the transaction itself is gone: retry the whole batch
+        else:
+            savepoint.rollback()
         tx.restore(snap)
         rec.error = f"{type(exc).__name__}: {exc}"[:500]
         if rec.delivered >= max_deliver:
-            rec.reject(RejectedError(f"failed {rec.delivered} times; last error: {rec.error}"))
+            rec.reject(give_up(rec.delivered, rec.error))
+
+
+def give_up(attempts: int, error: str) -> RejectedError:
+    """The rejection of a message that failed ``attempts`` times."""
+    return RejectedError(f"failed {attempts} times; last error: {error}")
+
+
+def rejection_row(rec: Received, *, prefix: str, now: datetime) -> dict[str, Any]:
+    """The ``event_rejected`` outbound row for a rejected message (deterministic id)."""
+    tok = rec.tokens
+    return outbound(prefix=prefix, project=tok.project, branch=tok.branch, asset=tok.asset,
+                    type_="event_rejected", cause=tok.event_id, key=f"rejected:{rec.seq}",
+                    now=now, data=EventRejected(event_id=tok.event_id,
+                                                inbound_subject=tok.subject,
+                                                reason=rec.error or "rejected",
+                                                errors=rec.errors))
 
 
 class _Savepoint:
@@ -118,9 +138,5 @@ class _Savepoint:
 
 
 def _queue_rejection(tx: Tx, rec: Received) -> None:
-    tok = rec.tokens
-    tx.emit(project=tok.project, branch=tok.branch, asset=tok.asset, type_="event_rejected",
-            cause=tok.event_id, key=f"rejected:{rec.seq}",
-            data=EventRejected(event_id=tok.event_id, inbound_subject=tok.subject,
-                               reason=rec.error or "rejected", errors=rec.errors))
+    tx.outbox.append(rejection_row(rec, prefix=tx.prefix, now=tx.now))
     tx.keep()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -14,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from assetd.config import Settings
 from assetd.errors import RejectedError
-from assetd.handlers.batch import Received, apply_batch
+from assetd.handlers.batch import Received, apply_batch, give_up, rejection_row
 from assetd.handlers.decode import decode, read_ids, subject_tokens
 from assetd.rules.loader import LoadedRules
 
@@ -38,13 +39,12 @@ class Ingest:
             return
         try:
             batch = await asyncio.to_thread(self._decode_and_apply, msgs)
-        except SQLAlchemyError as exc:
-            log.warning("batch failed; will retry", error=str(exc)[:300], size=len(msgs))
-            await self._retry_all(msgs)
-            return
-        except Exception:  # a bug: never let FastStream swallow it, never lose the batch
-            log.exception("batch failed unexpectedly; will retry", size=len(msgs))
-            await self._retry_all(msgs)
+        except Exception as exc:  # the database (or the code) failed the whole batch
+            if isinstance(exc, SQLAlchemyError):
+                log.warning("batch failed; will retry", error=str(exc)[:300], size=len(msgs))
+            else:
+                log.exception("batch failed unexpectedly; will retry", size=len(msgs))
+            await self._batch_failed(msgs, f"{type(exc).__name__}: {exc}"[:500])
             return
         await self._dead_letter(msgs, batch)
         for msg, rec in zip(msgs, batch, strict=True):
@@ -56,9 +56,40 @@ class Ingest:
                 await msg.ack()
         self.on_committed()
 
-    async def _retry_all(self, msgs: list[Any]) -> None:
-        self.counters["retry"] += len(msgs)
-        await asyncio.gather(*(m.nak(delay=self._delay(m)) for m in msgs))
+    async def _batch_failed(self, msgs: list[Any], error: str) -> None:
+        """Nak with a growing delay; a message out of attempts goes to the DLQ with the error.
+
+        The registry cannot take its event_rejected then, so it is published directly (same
+        deterministic id as through the outbox).
+        """
+        s = self.settings
+        spent = [m for m in msgs if m.metadata.num_delivered >= s.max_deliver]
+        retry = [m for m in msgs if m.metadata.num_delivered < s.max_deliver]
+        self.counters["retry"] += len(retry)
+        await asyncio.gather(*(m.nak(delay=self._delay(m)) for m in retry))
+        if not spent:
+            return
+        recs = []
+        for m in spent:
+            rec = Received(tokens=subject_tokens(m.subject, s.subject_prefix),
+                           seq=m.metadata.sequence.stream, delivered=m.metadata.num_delivered)
+            read_ids(rec.tokens, m.data[: s.max_message_bytes])
+            rec.reject(give_up(rec.delivered, error))
+            recs.append(rec)
+        await self._dead_letter(spent, recs)
+        js, now = self.js(), datetime.now(UTC)
+        for m, rec in zip(spent, recs, strict=True):
+            if rec.outcome != "rejected":
+                await m.nak(delay=self._delay(m))
+                continue
+            row = rejection_row(rec, prefix=s.subject_prefix, now=now)
+            try:
+                await js.publish(row["subject"], row["payload"],
+                                 headers={"Nats-Msg-Id": row["id"]}, timeout=5)
+            except Exception as exc:
+                log.warning("event_rejected publish failed", error=str(exc))
+            self.counters["rejected"] += 1
+            await m.ack()
 
     def _decode_and_apply(self, msgs: list[Any]) -> list[Received]:
         s = self.settings
@@ -105,7 +136,9 @@ class Ingest:
                 rec.outcome = "retry"
 
     def _delay(self, msg: Any) -> float:
-        return float(self.settings.nak_delay * min(msg.metadata.num_delivered, 30))
+        """nak_delay * 2**(attempt-1), at most 60 s."""
+        attempt = max(1, int(msg.metadata.num_delivered))
+        return float(min(self.settings.nak_delay * 2 ** min(attempt - 1, 16), 60.0))
 
 
 def _header(value: str) -> str:

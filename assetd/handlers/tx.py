@@ -23,6 +23,21 @@ def outbound_id(project: str, cause: str, type_: str, asset: str, branch: str) -
     return str(uuid.uuid5(_NS, f"{project}\x1f{cause}\x1f{type_}\x1f{asset}\x1f{branch}"))
 
 
+def outbound(*, prefix: str, project: str, branch: str, asset: str, type_: str,
+             cause: str | None, data: BaseModel | dict[str, Any], key: str | None,
+             now: datetime) -> dict[str, Any]:
+    """One outbound CloudEvent as an outbox row: ``id``, ``subject``, ``payload``."""
+    body = data.model_dump(mode="json", by_alias=True) if isinstance(data, BaseModel) else data
+    eid = outbound_id(project, key or cause or "", type_, asset, branch)
+    envelope = {
+        "specversion": "1.0", "id": eid, "source": "assetd", "type": type_,
+        "time": iso(now), "subject": asset, "project": project, "branch": branch,
+        "datacontenttype": "application/json", "causeid": cause, "data": body,
+    }
+    return {"id": eid, "subject": f"{prefix}.out.{project}.{asset}.{type_}",
+            "payload": orjson.dumps(envelope), "created_at": now}
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceRef:
     """An instance as the rules step needs it (built from a row or from what was inserted)."""
@@ -71,27 +86,9 @@ class Tx:
         Its id derives from ``key`` (default: the inbound id ``cause``), so a retried batch
         queues the same ids and the outbox and JetStream both drop the copy.
         """
-        body = data.model_dump(mode="json", by_alias=True) if isinstance(data, BaseModel) else data
-        eid = outbound_id(project, key or cause or "", type_, asset, branch)
-        envelope = {
-            "specversion": "1.0",
-            "id": eid,
-            "source": "assetd",
-            "type": type_,
-            "time": iso(self.now),
-            "subject": asset,
-            "project": project,
-            "branch": branch,
-            "datacontenttype": "application/json",
-            "causeid": cause,
-            "data": body,
-        }
-        self.outbox.append({
-            "id": eid,
-            "subject": f"{self.prefix}.out.{project}.{asset}.{type_}",
-            "payload": orjson.dumps(envelope),
-            "created_at": self.now,
-        })
+        self.outbox.append(outbound(prefix=self.prefix, project=project, branch=branch,
+                                    asset=asset, type_=type_, cause=cause, data=data, key=key,
+                                    now=self.now))
 
     def keep(self) -> None:
         """The current event's change stands: its outbound events go in with the batch."""
