@@ -28,8 +28,10 @@ def nats_server_binary() -> str:
 
 
 def port_free(host: str, port: int) -> bool:
-    """Tell whether ``host:port`` can be bound right now."""
+    """Tell whether ``host:port`` can be listened on now (TIME_WAIT leftovers do not count,
+    as nats-server itself binds with SO_REUSEADDR)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
