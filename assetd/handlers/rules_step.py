@@ -55,6 +55,7 @@ def decide(tx: Tx, inst: InstanceRef, name: str | None, rule: Rule | None, *, ca
            manual: dict[str, Any] | None = None) -> list[Decision]:
     """Evaluate one candidate against the current alias holder; apply what was decided."""
     alias = alias or (rule.promote.alias if rule and rule.promote else "champion")
+    tx.asset_kind(inst.project, inst.asset)  # row lock (PostgreSQL): one mover per asset
     held = aliases.holder(tx.conn, project=inst.project, branch=inst.branch, asset=inst.asset,
                           alias=alias)
     champion = InstanceRef.of(held) if held is not None else None
@@ -152,6 +153,7 @@ def drift_step(tx: Tx, inst: InstanceRef, name: str, rule: Rule, score: float, *
 
 def roll_back_aliases(tx: Tx, inst: InstanceRef, *, reason: str, cause: str) -> None:
     """An invalidated holder: each alias moves to the newest earlier valid holder, or clears."""
+    tx.asset_kind(inst.project, inst.asset)  # row lock (PostgreSQL): one mover per asset
     for alias in aliases.aliases_held(tx.conn, instance_id=inst.id):
         where = {"project": inst.project, "branch": inst.branch, "asset": inst.asset}
         back = aliases.previous_valid_holder(tx.conn, **where, alias=alias, current_id=inst.id)
