@@ -14,6 +14,7 @@ from pydantic_settings import (
 )
 
 from assetd.schemas.ids import BranchId
+from assetd.schemas.limits import Limits
 
 
 class Settings(BaseSettings):
@@ -46,6 +47,12 @@ class Settings(BaseSettings):
     branch: BranchId = "main"
 
     max_message_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_map_keys: int = Field(default=1000, ge=1, le=100_000,
+                              description="keys per annotations/tags/properties/metrics map")
+    max_value_chars: int = Field(default=16384, ge=1, description="characters per string value")
+    max_inputs: int = Field(default=256, ge=0, le=100_000)
+    max_lineage_depth: int = Field(default=20, ge=1, le=50)
+    max_lineage_nodes: int = Field(default=10_000, ge=1)
     batch_size: int = Field(default=500, ge=1, le=10000)
     fetch_timeout: float = Field(default=5.0, gt=0, description="idle long-poll")
     max_deliver: int = Field(default=10, ge=1)
@@ -100,6 +107,12 @@ class Settings(BaseSettings):
                 )
             opts["tls"] = ctx
         return opts
+
+
+def limits(settings: Settings) -> Limits:
+    """The inbound data limits in force."""
+    return Limits(max_map_keys=settings.max_map_keys, max_value_chars=settings.max_value_chars,
+                  max_inputs=settings.max_inputs)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from assetd.client import AssetClient
+from assetd.client import AssetClient, EventRejectedError, QueryError
+from assetd.daemon.app import Daemon
+from tests.conftest import daemon_settings
 from tests.helpers import envelope, out_events, stream_messages, wait_for
 
 
@@ -118,3 +121,47 @@ async def test_redelivered_rejection_is_published_once(client: AssetClient, js: 
     assert rejected[0]["data"]["event_id"] == ev["id"]
     assert rejected[0]["causeid"] == ev["id"]
     assert "no instance nothing@v9" in rejected[0]["data"]["reason"]
+
+
+@pytest.fixture
+async def strict_daemon(nc: Any, nats_server: Any, tmp_path: Path,
+                        db_url: str) -> AsyncIterator[Daemon]:
+    """A daemon with tight limits."""
+    d = Daemon(daemon_settings(nats_server.url, db_url, tmp_path, max_map_keys=3,
+                               max_value_chars=10, max_inputs=1, max_lineage_depth=2,
+                               max_lineage_nodes=2))
+    await d.start()
+    try:
+        yield d
+    finally:
+        await d.stop()
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    ({"kind": "data", "tags": {"a": "1", "b": "2", "c": "3", "d": "4"}},
+     "limit exceeded: tags has 4 keys; the limit is 3"),
+    ({"kind": "data", "annotations": {"note": "x" * 11}},
+     "limit exceeded: annotations.note is 11 characters; the limit is 10"),
+    ({"kind": "data", "inputs": [{"asset": "a"}, {"asset": "b"}]},
+     "limit exceeded: inputs has 2 entries; the limit is 1"),
+])
+async def test_configured_limits_refuse_with_reason(strict_daemon: Daemon, data: dict[str, Any],
+                                                    reason: str) -> None:
+    """Each limit (ASSETD_MAX_*) refuses with a reason that names it."""
+    async with AssetClient("fraud", settings=strict_daemon.settings) as c:
+        with pytest.raises(EventRejectedError) as err:
+            await c._publish_and_wait("asset_registered", "x", data, "lim-1", None,
+                                      "instance_created")
+        assert err.value.reason == reason
+
+
+async def test_lineage_limits(strict_daemon: Daemon) -> None:
+    """Lineage depth and result size are bounded, each with a clear error."""
+    async with AssetClient("fraud", settings=strict_daemon.settings) as c:
+        await c.register_data("a", wait=True)
+        for name, up in (("b", "a"), ("c", "b"), ("d", "c")):
+            await c.register_data(name, inputs=[up], wait=True)
+        with pytest.raises(QueryError, match="depth 3 is over the limit of 2"):
+            await c.lineage("d", depth=3)
+        with pytest.raises(QueryError, match="more than 2 nodes"):
+            await c.lineage("a", direction="downstream", depth=2)

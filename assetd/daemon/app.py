@@ -56,7 +56,9 @@ class Daemon:
                              on_committed=self.relay.wake, rules=lambda: self.rules.current)
         self.consumer = PullConsumer(js=self._js, settings=settings, handle=self.ingest.handle)
         self.queries = Queries(engine=self.reader, prefix=settings.subject_prefix,
-                               status=self.status)
+                               status=self.status,
+                               max_lineage_depth=settings.max_lineage_depth,
+                               max_lineage_nodes=settings.max_lineage_nodes)
         register_subscribers(self.broker, settings, self)
         self._stop = asyncio.Event()
 

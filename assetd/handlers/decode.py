@@ -13,6 +13,9 @@ from assetd.errors import RejectedError
 from assetd.schemas.envelope import CloudEvent
 from assetd.schemas.ids import BRANCH_RE, EVENT_ID_RE, is_asset, is_project
 from assetd.schemas.inbound import INBOUND
+from assetd.schemas.limits import Limits
+
+DEFAULT_LIMITS = Limits()
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -64,7 +67,8 @@ def subject_tokens(subject: str, prefix: str) -> Tokens:
     return tok
 
 
-def decode(subject: str, payload: bytes, *, prefix: str, max_bytes: int) -> Inbound:
+def decode(subject: str, payload: bytes, *, prefix: str, max_bytes: int,
+           limits: Limits = DEFAULT_LIMITS) -> Inbound:
     """Validate one message; raise RejectedError (with a one-line reason) for bad input."""
     parts = subject.split(".")
     if len(parts) != 5 or parts[0] != prefix or parts[1] != "in":
@@ -82,6 +86,9 @@ def decode(subject: str, payload: bytes, *, prefix: str, max_bytes: int) -> Inbo
         raise RejectedError(f"unknown event type {event.type!r}; known: {', '.join(INBOUND)}")
     _check_tokens(event, parts)
     data = _validate(INBOUND[event.type], event.data, f"invalid data for {event.type}")
+    if over := limits.violations(data):
+        raise RejectedError(f"limit exceeded: {'; '.join(over)}",
+                            [{"loc": "data", "msg": m, "type": "limit"} for m in over])
     return Inbound(event=event, data=data)
 
 

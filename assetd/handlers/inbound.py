@@ -13,7 +13,7 @@ import structlog
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from assetd.config import Settings
+from assetd.config import Settings, limits
 from assetd.errors import RejectedError
 from assetd.handlers.batch import Received, apply_batch, give_up, rejection_row
 from assetd.handlers.decode import decode, read_ids, subject_tokens
@@ -32,6 +32,7 @@ class Ingest:
         self.engine, self.settings, self.js, self.rules = engine, settings, js, rules
         self.on_committed = on_committed
         self.counters: Counter[str] = Counter()
+        self.limits = limits(settings)
 
     async def handle(self, msgs: list[Any]) -> None:
         """Process one batch of JetStream messages; every message ends acked or nak'd."""
@@ -100,7 +101,7 @@ class Ingest:
                            delivered=m.metadata.num_delivered)
             try:
                 rec.item = decode(m.subject, m.data, prefix=s.subject_prefix,
-                                  max_bytes=s.max_message_bytes)
+                                  max_bytes=s.max_message_bytes, limits=self.limits)
                 tok.event_id, tok.branch = rec.item.event.id, rec.item.event.branch
             except RejectedError as exc:
                 rec.rejection = exc

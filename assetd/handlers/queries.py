@@ -24,8 +24,10 @@ class Queries:
     """Answers ``<prefix>.api.<project>.<method>`` and ``<prefix>.api.status``."""
 
     def __init__(self, *, engine: Engine, prefix: str,
-                 status: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+                 status: Callable[[], Awaitable[dict[str, Any]]],
+                 max_lineage_depth: int = 50, max_lineage_nodes: int = 10_000) -> None:
         self.engine, self.prefix, self.status = engine, prefix, status
+        self.lineage_limits = {"max_depth": max_lineage_depth, "max_nodes": max_lineage_nodes}
 
     async def handle(self, subject: str, payload: bytes) -> bytes:
         """Answer one request; every failure becomes ``{"ok": false, "error": …}``."""
@@ -71,7 +73,8 @@ class Queries:
             if method == "lineage":
                 return reads.lineage(conn, project=project, branch=args["branch"],
                                      asset=args["asset"], selector=args["instance"],
-                                     direction=args["direction"], depth=args["depth"])
+                                     direction=args["direction"], depth=args["depth"],
+                                     **self.lineage_limits)
             if method == "timeline":
                 return reads.timeline(conn, project=project, **args)
             return reads.decisions(conn, project=project, **args)

@@ -134,8 +134,11 @@ def _latest_ready(conn: Connection, project: str, branch: str) -> dict[str, Any]
 
 
 def lineage(conn: Connection, *, project: str, branch: str, asset: str, selector: str,
-            direction: str, depth: int) -> dict[str, Any]:
+            direction: str, depth: int, max_depth: int = 50,
+            max_nodes: int = MAX_LINEAGE_NODES) -> dict[str, Any]:
     """Walk input/consumption edges up- or downstream, breadth first, to ``depth`` levels."""
+    if depth > max_depth:
+        raise InvalidError(f"depth {depth} is over the limit of {max_depth}")
     start = repo.resolve(conn, project=project, branch=branch, asset=asset, selector=selector,
                          allow_invalid=True)
     nodes: dict[str, dict[str, Any]] = {}
@@ -147,8 +150,8 @@ def lineage(conn: Connection, *, project: str, branch: str, asset: str, selector
         if not frontier:
             break
         frontier = _step(conn, frontier, direction, by_id, nodes, edges)
-        if len(nodes) > MAX_LINEAGE_NODES:
-            raise InvalidError(f"lineage has more than {MAX_LINEAGE_NODES} nodes; lower depth")
+        if len(nodes) > max_nodes:
+            raise InvalidError(f"lineage has more than {max_nodes} nodes; ask for less depth")
     return {"nodes": list(nodes.values()), "edges": edges}
 
 

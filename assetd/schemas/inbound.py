@@ -10,12 +10,13 @@ from assetd.schemas.ids import AliasName, AssetId, BranchId, Selector
 
 Kind = Literal["data", "model"]
 Key = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-Text = Annotated[str, StringConstraints(max_length=65536)]
+Text = Annotated[str, StringConstraints(max_length=262144)]
 # Smart-mode union: a JSON float stays a float, an int an int, a bool a bool.
 AnnotationValue = bool | int | float | str | None
 
-MAX_MAP_KEYS = 1000
-MAX_INPUTS = 1000
+# Absolute caps; the configurable, usually lower limits are in assetd.schemas.limits.
+MAX_MAP_KEYS = 100_000
+MAX_INPUTS = 100_000
 Annotations = Annotated[dict[Key, AnnotationValue], Field(max_length=MAX_MAP_KEYS)]
 StrMap = Annotated[dict[Key, Text], Field(max_length=MAX_MAP_KEYS)]
 NumberMap = Annotated[dict[Key, float], Field(max_length=MAX_MAP_KEYS)]
