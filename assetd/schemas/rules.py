@@ -21,10 +21,7 @@ def parse_duration(value: object) -> float:
     m = _DURATION.match(str(value).strip())
     if not m:
         raise ValueError(f"{value!r} is not a duration: use a number and s, m, h or d (26h)")
-    seconds = float(m.group(1)) * _UNIT[m.group(2)]
-    if seconds <= 0:
-        raise ValueError("a duration must be positive")
-    return seconds
+    return float(m.group(1)) * _UNIT[m.group(2)]
 
 
 class _Strict(BaseModel):
@@ -67,7 +64,7 @@ class Drift(_Strict):
 class Freshness(_Strict):
     """A new ready instance is due within ``max_age``."""
 
-    max_age: Annotated[float, BeforeValidator(parse_duration)]
+    max_age: Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 
 
 class Rule(_Strict):
