@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     nats_tls_cert: Path | None = None
     nats_tls_key: Path | None = None
     embedded_nats_port: int = Field(default=4223, ge=1, le=65535)
+    embedded_nats_sync_interval: str = Field(
+        default="100ms", pattern=r"^(always|[0-9]+(ms|s|m|h))$",
+        description="JetStream fsync policy of the embedded server (see docs/reliability.md)")
 
     db_url: str | None = Field(default=None, description="None: SQLite under data_dir")
     db_busy_timeout_ms: int = Field(default=5000, ge=0)

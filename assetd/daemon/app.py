@@ -44,7 +44,8 @@ class Daemon:
         self.embedded: EmbeddedNats | None = None
         if settings.nats_url is None:
             self.embedded = EmbeddedNats(store_dir=settings.data_dir / "nats",
-                                         port=settings.embedded_nats_port)
+                                         port=settings.embedded_nats_port,
+                                         sync_interval=settings.embedded_nats_sync_interval)
         url = settings.effective_db_url
         busy = settings.db_busy_timeout_ms
         self.writer = make_engine(url, writer=True, busy_timeout_ms=busy)

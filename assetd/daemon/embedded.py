@@ -55,8 +55,9 @@ class EmbeddedNats:
     """A ``nats-server`` child process with JetStream on disk, on loopback."""
 
     def __init__(self, *, store_dir: Path, port: int, host: str = "127.0.0.1",
-                 extra_args: list[str] | None = None) -> None:
+                 sync_interval: str = "100ms", extra_args: list[str] | None = None) -> None:
         self.store_dir, self.port, self.host = store_dir, port, host
+        self.sync_interval = sync_interval
         self.extra_args = extra_args or []
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = store_dir / "nats-server.log"
@@ -74,8 +75,10 @@ class EmbeddedNats:
                 "ASSETD_EMBEDDED_NATS_PORT to a free port or ASSETD_NATS_URL to use that server"
             )
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        args = [nats_server_binary(), "-a", self.host, "-p", str(self.port), "-js",
-                "-sd", str(self.store_dir), "-l", str(self.log_path), *self.extra_args]
+        config = self.store_dir / "nats-server.conf"
+        config.write_text(self.config_text())
+        args = [nats_server_binary(), "-c", str(config), "-l", str(self.log_path),
+                *self.extra_args]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
@@ -90,6 +93,14 @@ class EmbeddedNats:
             time.sleep(0.05)
         self.stop()
         raise ConfigError(f"nats-server did not listen on {self.url} within {timeout}s")
+
+    def config_text(self) -> str:
+        """The server's configuration: loopback, JetStream on disk, the chosen fsync policy."""
+        return (f'listen: "{self.host}:{self.port}"\n'
+                "jetstream {\n"
+                f'  store_dir: "{self.store_dir}"\n'
+                f"  sync_interval: {self.sync_interval}\n"
+                "}\n")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL); safe to call twice."""

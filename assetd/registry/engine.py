@@ -37,7 +37,7 @@ def make_engine(url: str, *, writer: bool = True, busy_timeout_ms: int = 5000) -
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         _enable_wal(cur, busy_timeout_ms)
-        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA synchronous=FULL")  # a commit is on disk before its ack
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
