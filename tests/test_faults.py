@@ -56,7 +56,8 @@ async def applied_count(db: Path) -> int:
 
 
 async def test_kill_9_three_times_loses_and_repeats_nothing(
-    nc: Any, js: Any, nats_server: EmbeddedNats, venv_bin: Path, db_path: Path, tmp_path: Path
+    nc: Any, js: Any, nats_server: EmbeddedNats, venv_bin: Path, db_path: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """3,000 registrations while the daemon is SIGKILLed three times at random moments."""
     daemon = make_daemon(venv_bin, nats_server.url, db_path, tmp_path,
@@ -80,8 +81,10 @@ async def test_kill_9_three_times_loses_and_repeats_nothing(
         assert len({e["id"] for e in created}) == len(created) == 3000, "outbound ids unique"
     finally:
         daemon.stop()
-    print(f"kill -9 x3 at {killed_at} applied: {len(pub.acked)} publishes acked "
-          f"({pub.attempts} attempts), daemon started {daemon.starts} times, all applied once")
+    with capsys.disabled():
+        print(f"\nkill -9 x3 at {killed_at} applied: {len(pub.acked)} publishes acked "
+              f"({pub.attempts} attempts), daemon started {daemon.starts} times, "
+              "all applied once")
 
 
 async def _all_applied(db: Path, n: int) -> bool:
