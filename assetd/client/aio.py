@@ -215,14 +215,70 @@ class AssetClient:
 
     async def update_instance(self, asset: str, instance: str, *, reason: str,
                               state: str | None = None, validity: str | None = None,
-                              event_id: str | None = None) -> str:
-        """Finalize a pending instance or change its validity (``instance`` is ``vN``)."""
+                              event_id: str | None = None, wait: bool = False) -> Any:
+        """Finalize a pending instance or change its validity (``instance`` is ``vN``).
+
+        With ``wait``, return the instance once the change shows; raise EventRejectedError
+        if the daemon refuses it."""
         data: dict[str, Any] = {"instance": instance, "reason": reason}
         if state is not None:
             data["state"] = state
         if validity is not None:
             data["validity"] = validity
-        return await self.publish("instance_updated", asset, data, event_id=event_id)
+        if not wait:
+            return await self.publish("instance_updated", asset, data, event_id=event_id)
+
+        async def applied() -> Any:
+            got = await self.peek(asset, instance, allow_invalid=True)
+            done = (state is None or got["state"] == state) and \
+                (validity is None or got["validity"] == validity)
+            return got if done else None
+
+        return await self._publish_and_poll("instance_updated", asset, data,
+                                            event_id or str(uuid.uuid4()), applied)
+
+    async def rollback(self, asset: str, *, reason: str, alias: str = "champion",
+                       to: str | None = None, wait: bool = True,
+                       event_id: str | None = None) -> Any:
+        """Move an alias back to ``to`` (``vN``) or its previous valid holder; with ``wait``,
+        return the ``alias_rolled_back`` data."""
+        data: dict[str, Any] = {"alias": alias, "reason": reason, "requested_by": self.source}
+        if to is not None:
+            data["to"] = to
+        if not wait:
+            return await self.publish("alias_rollback_requested", asset, data,
+                                      event_id=event_id)
+        return await self._publish_and_wait("alias_rollback_requested", asset, data,
+                                            event_id or str(uuid.uuid4()), None,
+                                            "alias_rolled_back")
+
+    async def _publish_and_poll(self, type_: str, asset: str, data: dict[str, Any],
+                                eid: str, check: Any) -> Any:
+        """Publish, then poll ``check`` until it returns a result; fail on event_rejected."""
+        rejected: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        async def on_msg(msg: Any) -> None:
+            ev = orjson.loads(msg.data)
+            if ev.get("causeid") == eid and not rejected.done():
+                d = ev["data"]
+                rejected.set_exception(EventRejectedError(eid, d["reason"], d.get("errors", [])))
+
+        await self.connect()
+        sub = await self._nc.subscribe(
+            f"{self.prefix}.out.{self.project}.{asset}.event_rejected", cb=on_msg)
+        try:
+            await self.publish(type_, asset, data, event_id=eid)
+            deadline = asyncio.get_running_loop().time() + self.timeout
+            while asyncio.get_running_loop().time() < deadline:
+                if rejected.done():
+                    return rejected.result()
+                if (result := await check()) is not None:
+                    return result
+                await asyncio.sleep(0.05)
+            raise AssetdError(f"{type_} {eid} not applied within {self.timeout}s; is assetd "
+                              "running?")
+        finally:
+            await sub.unsubscribe()
 
     async def events(self, *, asset: str = "*", type: str = "*", durable: str | None = None,
                      deliver: str = "new") -> AsyncIterator[dict[str, Any]]:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from assetd.client import AssetClient
-from assetd.ctl import dlq_cmds, promotion_cmds, render, rules_cmds
+from assetd.ctl import dlq_cmds, ops_cmds, promotion_cmds, render, rules_cmds
 from assetd.ctl.common import app, call, definitions_app, fail, is_json, parse_pairs
 from assetd.ctl.definitions import read_definitions
 
@@ -170,7 +170,7 @@ def definitions_sync(
                  [[d["asset"], d["kind"], d["name"], d["file"]] for d in result])
 
 
-__all__ = ["app", "dlq_cmds", "main", "promotion_cmds", "rules_cmds"]
+__all__ = ["app", "dlq_cmds", "main", "ops_cmds", "promotion_cmds", "rules_cmds"]
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from assetd.daemon.security import nats_security
 from assetd.daemon.streams import ensure_streams
 from assetd.handlers.inbound import Ingest
 from assetd.handlers.queries import Queries
+from assetd.registry import repo
 from assetd.registry.engine import is_sqlite, make_engine
 from assetd.registry.migrate import upgrade
 from assetd.schemas.envelope import CloudEvent
@@ -69,10 +70,14 @@ class Daemon:
     async def status(self) -> dict[str, Any]:
         """The ``status`` query's result."""
         dlq_depth: int | None = None
+        lag: int | None = None
         try:
-            dlq_depth = (await self._js().stream_info("ASSETD_DLQ")).state.messages
+            js = self._js()
+            dlq_depth = (await js.stream_info("ASSETD_DLQ")).state.messages
+            info = await js.consumer_info("ASSETD_IN", "assetd")
+            lag = int(info.num_pending) + int(info.num_ack_pending)
         except Exception:  # status must answer even when JetStream does not
-            dlq_depth = None
+            pass
         return {
             "version": assetd.__version__,
             "pid": os.getpid(),
@@ -82,7 +87,16 @@ class Daemon:
             "nats": "embedded" if self.embedded else "external",
             "counters": {**self.ingest.counters, "published": self.relay.published},
             "dlq_depth": dlq_depth,
+            "lag": lag,
+            "outbox_pending": await asyncio.to_thread(self._outbox_pending),
         }
+
+    def _outbox_pending(self) -> int | None:
+        try:
+            with self.reader.connect() as conn:
+                return repo.outbox_count(conn)
+        except Exception:
+            return None
 
     async def start(self) -> None:
         """Start NATS (if embedded), migrate, declare streams, start consuming and relaying."""

@@ -14,7 +14,7 @@ from assetd.errors import RejectedError
 from assetd.handlers.consumption import on_consumed
 from assetd.handlers.decode import Inbound, Tokens
 from assetd.handlers.lifecycle import on_updated
-from assetd.handlers.promotion import on_promotion_requested
+from assetd.handlers.promotion import on_promotion_requested, on_rollback_requested
 from assetd.handlers.quality import on_drift, on_quality
 from assetd.handlers.registration import on_defined, on_registered
 from assetd.handlers.tx import Tx, outbound
@@ -31,6 +31,7 @@ HANDLERS: dict[str, Handler] = {
     "quality_reported": on_quality,
     "drift_reported": on_drift,
     "promotion_requested": on_promotion_requested,
+    "alias_rollback_requested": on_rollback_requested,
 }
 Outcome = Literal["applied", "duplicate", "rejected", "retry"]
 

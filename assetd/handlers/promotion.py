@@ -5,10 +5,10 @@ from __future__ import annotations
 from assetd.errors import QueryError, RejectedError
 from assetd.handlers.decode import Inbound
 from assetd.handlers.registration import create_instance
-from assetd.handlers.rules_step import after_ready, decide, matched, resolve_ref
-from assetd.handlers.tx import Tx
-from assetd.registry import repo
-from assetd.schemas.inbound import PromotionRequested
+from assetd.handlers.rules_step import after_ready, decide, matched, move_back, resolve_ref
+from assetd.handlers.tx import InstanceRef, Tx
+from assetd.registry import aliases, repo
+from assetd.schemas.inbound import AliasRollbackRequested, PromotionRequested
 from assetd.schemas.outbound import ResolvedInput
 
 
@@ -41,3 +41,37 @@ def on_promotion_requested(tx: Tx, item: Inbound) -> None:
     request = {"reason": data.reason, "requested_by": data.requested_by or ev.source,
                "force": data.force}
     decide(tx, inst, name, rule, cause=ev.id, alias=data.alias, manual=request)
+
+
+def on_rollback_requested(tx: Tx, item: Inbound) -> None:
+    """Move an alias back to ``to``, or to the newest earlier holder that is still valid."""
+    ev, data = item.event, item.data
+    assert isinstance(data, AliasRollbackRequested)
+    if tx.asset_kind(ev.project, ev.subject) is None:
+        raise RejectedError(f"no asset {ev.subject} in project {ev.project}")
+    held = aliases.holder(tx.conn, project=ev.project, branch=ev.branch, asset=ev.subject,
+                          alias=data.alias)
+    if held is None:
+        raise RejectedError(f"{ev.subject}@{data.alias} on {ev.branch} has no holder")
+    current = InstanceRef.of(held)
+    if data.to:
+        try:
+            target = resolve_ref(tx, project=ev.project, branch=ev.branch, asset=ev.subject,
+                                 selector=data.to)
+        except QueryError as exc:
+            raise RejectedError(exc.message) from None
+        if (target.state, target.validity) != ("ready", "valid"):
+            raise RejectedError(f"{ev.subject} {target.name} is {target.state}/"
+                                f"{target.validity}; only a ready, valid instance can hold "
+                                f"{data.alias}")
+        if target.id == current.id:
+            raise RejectedError(f"{target.name} already holds {data.alias}")
+    else:
+        back = aliases.previous_valid_holder(tx.conn, project=ev.project, branch=ev.branch,
+                                             asset=ev.subject, alias=data.alias,
+                                             current_id=current.id)
+        if back is None:
+            raise RejectedError(f"no earlier valid holder of {data.alias}; name one with `to`")
+        target = InstanceRef.of(back)
+    move_back(tx, current, data.alias, target, reason=data.reason, cause=ev.id,
+              request={"requested_by": data.requested_by or ev.source, "to": data.to})

@@ -155,17 +155,27 @@ def roll_back_aliases(tx: Tx, inst: InstanceRef, *, reason: str, cause: str) -> 
     """An invalidated holder: each alias moves to the newest earlier valid holder, or clears."""
     tx.asset_kind(inst.project, inst.asset)  # row lock (PostgreSQL): one mover per asset
     for alias in aliases.aliases_held(tx.conn, instance_id=inst.id):
-        where = {"project": inst.project, "branch": inst.branch, "asset": inst.asset}
-        back = aliases.previous_valid_holder(tx.conn, **where, alias=alias, current_id=inst.id)
-        target = InstanceRef.of(back) if back is not None else None
-        decision_id = _log(tx, inst, "rolled_back", None, cause,
-                           {"alias": alias, "to": target and target.name, "reason": reason})
-        aliases.move(tx.conn, **where, alias=alias, expected=inst.id, new=target, now=tx.now,
-                     decision_id=decision_id, event_id=cause)
-        tx.emit(**where, type_="alias_rolled_back", cause=cause, key=f"{cause}/{alias}",
-                data=AliasRolledBack.model_validate(
-                    {"alias": alias, "from": inst.name, "to": target and target.name,
-                     "reason": reason}))
+        back = aliases.previous_valid_holder(tx.conn, project=inst.project, branch=inst.branch,
+                                             asset=inst.asset, alias=alias, current_id=inst.id)
+        move_back(tx, inst, alias, InstanceRef.of(back) if back is not None else None,
+                  reason=reason, cause=cause)
+
+
+def move_back(tx: Tx, holder: InstanceRef, alias: str, target: InstanceRef | None, *,
+              reason: str, cause: str, request: dict[str, Any] | None = None) -> None:
+    """Move ``alias`` from ``holder`` back to ``target`` (or clear it): log, CAS, publish."""
+    where = {"project": holder.project, "branch": holder.branch, "asset": holder.asset}
+    inputs: dict[str, Any] = {"alias": alias, "to": target.name if target else None,
+                              "reason": reason}
+    if request:
+        inputs["request"] = request
+    decision_id = _log(tx, holder, "rolled_back", None, cause, inputs)
+    aliases.move(tx.conn, **where, alias=alias, expected=holder.id, new=target, now=tx.now,
+                 decision_id=decision_id, event_id=cause)
+    tx.emit(**where, type_="alias_rolled_back", cause=cause, key=f"{cause}/{alias}",
+            data=AliasRolledBack.model_validate(
+                {"alias": alias, "from": holder.name, "to": target.name if target else None,
+                 "reason": reason}))
 
 
 def resume_if_waiting(tx: Tx, inst: InstanceRef, *, cause: str) -> None:

@@ -149,3 +149,9 @@ def has_instances(conn: Connection, *, project: str, asset: str) -> bool:
     """Tell whether the asset has any instance on any branch."""
     q = select(exists().where(INSTANCE.c.project == project, INSTANCE.c.asset == asset))
     return bool(conn.execute(q).scalar())
+
+
+def outbox_count(conn: Connection) -> int:
+    """How many outbound events wait for the relay."""
+    q = select(func.count()).select_from(OUTBOX).where(OUTBOX.c.published_at.is_(None))
+    return int(conn.execute(q).scalar() or 0)

@@ -113,6 +113,15 @@ class InstanceUpdated(_Data):
     reason: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 
 
+class AliasRollbackRequested(_Data):
+    """Move an alias back (``assetctl rollback``): to ``to``, else the previous valid holder."""
+
+    alias: AliasName = "champion"
+    to: Annotated[str, StringConstraints(pattern=r"^v[1-9][0-9]{0,9}$")] | None = None
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    requested_by: Text | None = None
+
+
 INBOUND: dict[str, type[_Data]] = {
     "asset_defined": AssetDefined,
     "asset_registered": AssetRegistered,
@@ -121,4 +130,5 @@ INBOUND: dict[str, type[_Data]] = {
     "drift_reported": DriftReported,
     "promotion_requested": PromotionRequested,
     "instance_updated": InstanceUpdated,
+    "alias_rollback_requested": AliasRollbackRequested,
 }
