@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     rules_poll_interval: float = Field(default=2.0, gt=0)
     data_dir: Path = Path(".assetd")
     http_port: int = Field(default=8080, ge=0, le=65535)
+    http_host: str = "127.0.0.1"
     subject_prefix: str = Field(default="assetd", pattern=r"^[A-Za-z0-9_-]{1,32}$")
 
     project: str | None = None

@@ -27,3 +27,19 @@ def configure(level: str = "INFO", *, json: bool | None = None) -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
+
+
+def redact_url(url: str) -> str:
+    """``nats://user:secret@host`` → ``nats://user:***@host``, ``nats://token@host`` →
+    ``nats://***@host``: never a credential in a log line."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is not None:
+        auth = f"{parts.username}:***"
+    elif parts.username:
+        auth = "***"  # a token in the user position
+    else:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{auth}@{host}"))

@@ -50,3 +50,12 @@ def test_settings_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert load_settings(project="from_flag").project == "from_flag"
     assert load_settings().effective_db_url == "sqlite:///.assetd/registry.db"
     assert load_settings().effective_nats_url == "nats://127.0.0.1:4223"
+
+
+def test_credentials_never_reach_a_log_line() -> None:
+    """URLs are redacted before logging: passwords and tokens become ***."""
+    from assetd.logs import redact_url
+
+    assert redact_url("nats://alice:s3cret@nats:4222") == "nats://alice:***@nats:4222"
+    assert redact_url("nats://t0ken@nats:4222") == "nats://***@nats:4222"
+    assert redact_url("nats://127.0.0.1:4222") == "nats://127.0.0.1:4222"

@@ -16,12 +16,15 @@ import assetd
 from assetd.config import Settings
 from assetd.daemon.consumer import PullConsumer
 from assetd.daemon.embedded import EmbeddedNats
+from assetd.daemon.http import HttpServer
 from assetd.daemon.relay import OutboxRelay
 from assetd.daemon.rules_watch import RulesHolder, rules_path
 from assetd.daemon.security import nats_security
 from assetd.daemon.streams import ensure_streams
 from assetd.handlers.inbound import Ingest
 from assetd.handlers.queries import Queries
+from assetd.logs import redact_url
+from assetd.metrics import Metrics
 from assetd.registry import repo
 from assetd.registry.engine import is_sqlite, make_engine
 from assetd.registry.migrate import upgrade
@@ -53,9 +56,15 @@ class Daemon:
         self.reader = make_engine(url, writer=False, busy_timeout_ms=busy)
         self.rules = RulesHolder(rules_path(settings), settings.rules_poll_interval)
         self.broker = build_broker(settings)
-        self.relay = OutboxRelay(writer=self.writer, reader=self.reader, js=self._js)
+        self.metrics = Metrics()
+        self.relay = OutboxRelay(writer=self.writer, reader=self.reader, js=self._js,
+                                 metrics=self.metrics)
         self.ingest = Ingest(engine=self.writer, settings=settings, js=self._js,
-                             on_committed=self.relay.wake, rules=lambda: self.rules.current)
+                             on_committed=self.relay.wake, rules=lambda: self.rules.current,
+                             metrics=self.metrics)
+        self.http = (HttpServer(host=settings.http_host, port=settings.http_port,
+                                metrics=self.metrics, ready=self.ready, refresh=self.refresh)
+                     if settings.http_port else None)
         self.consumer = PullConsumer(js=self._js, settings=settings, handle=self.ingest.handle)
         self.queries = Queries(engine=self.reader, prefix=settings.subject_prefix,
                                status=self.status,
@@ -91,6 +100,39 @@ class Daemon:
             "outbox_pending": await asyncio.to_thread(self._outbox_pending),
         }
 
+    async def ready(self) -> dict[str, bool]:
+        """``/readyz``: NATS connected, database reachable, streams present, rules loaded."""
+        checks = {"nats": bool(self.broker.connection and self.broker.connection.is_connected)}
+        checks["database"] = await asyncio.to_thread(self._db_ok)
+        try:
+            js = self._js()
+            for name in ("ASSETD_IN", "ASSETD_OUT", "ASSETD_DLQ"):
+                await js.stream_info(name)
+            checks["streams"] = True
+        except Exception:
+            checks["streams"] = False
+        checks["rules"] = self.rules.path is None or self.rules.current is not None
+        return checks
+
+    async def refresh(self) -> None:
+        """Bring the gauges of ``/metrics`` up to date."""
+        st = await self.status()
+        m = self.metrics
+        for gauge, value in ((m.lag, st["lag"]), (m.outbox, st["outbox_pending"]),
+                             (m.dlq, st["dlq_depth"])):
+            if value is not None:
+                gauge.set(value)
+        m.rules_count.set(len(self.rules.current.rules.rules) if self.rules.current else 0)
+        m.rules_loaded.set(self.rules.loaded_at.timestamp() if self.rules.loaded_at else 0)
+
+    def _db_ok(self) -> bool:
+        try:
+            with self.reader.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            return True
+        except Exception:
+            return False
+
     def _outbox_pending(self) -> int | None:
         try:
             with self.reader.connect() as conn:
@@ -110,7 +152,9 @@ class Daemon:
         await self.consumer.start()
         self.relay.start()
         self.rules.start_watching()
-        log.info("assetd started", nats=self.settings.effective_nats_url,
+        if self.http is not None:
+            await self.http.start()
+        log.info("assetd started", nats=redact_url(self.settings.effective_nats_url),
                  database="sqlite" if is_sqlite(self.settings.effective_db_url) else "postgresql",
                  version=assetd.__version__)
 
@@ -119,6 +163,8 @@ class Daemon:
         embedded) — within ``graceful_timeout``; what is left then is redelivered or
         published at the next start."""
         await self.rules.stop()
+        if self.http is not None:
+            await self.http.stop()
         deadline = asyncio.get_running_loop().time() + self.settings.graceful_timeout
         for step in (self.consumer.stop, self.relay.stop):
             left = max(0.1, deadline - asyncio.get_running_loop().time())

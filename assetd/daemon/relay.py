@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Engine
 
+from assetd.metrics import Metrics
 from assetd.registry import repo
 
 log = structlog.get_logger("assetd.relay")
@@ -25,7 +26,8 @@ class OutboxRelay:
 
     def __init__(self, *, writer: Engine, reader: Engine, js: Callable[[], Any],
                  batch: int = 1000, sweep_interval: float = 1.0,
-                 publish_timeout: float = 10.0) -> None:
+                 publish_timeout: float = 10.0, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics
         self.writer, self.reader, self.js, self.batch = writer, reader, js, batch
         self.sweep_interval, self.publish_timeout = sweep_interval, publish_timeout
         self._wake = asyncio.Event()
@@ -85,6 +87,8 @@ class OutboxRelay:
             await asyncio.to_thread(self._mark, [seq for seq, *_ in rows])
             total += len(rows)
             self.published += len(rows)
+            if self.metrics is not None:
+                self.metrics.published.inc(len(rows))
 
     def _pending(self) -> list[tuple[int, str, str, bytes]]:
         with self.reader.connect() as conn:

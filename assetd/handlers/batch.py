@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,8 +56,10 @@ class Received:
 
 
 def apply_batch(engine: Engine, batch: list[Received], *, prefix: str, max_deliver: int,
-                rules: LoadedRules | None = None) -> None:
-    """Apply ``batch`` and set each message's outcome; raise on a database failure (retry all)."""
+                rules: LoadedRules | None = None) -> Counter[str]:
+    """Apply ``batch`` and set each message's outcome; raise on a database failure (retry all).
+
+    Returns the rule decisions of the committed events, by outcome."""
     with engine.begin() as conn:
         tx = Tx(conn=conn, now=datetime.now(UTC), prefix=prefix, rules=rules)
         for rec in batch:
@@ -67,6 +70,7 @@ def apply_batch(engine: Engine, batch: list[Received], *, prefix: str, max_deliv
             if rec.outcome == "rejected":
                 _queue_rejection(tx, rec)
         tx.flush()
+    return tx.decisions
 
 
 def _apply_one(tx: Tx, rec: Received, max_deliver: int) -> None:

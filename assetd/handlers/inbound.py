@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from assetd.config import Settings, limits
 from assetd.errors import RejectedError
 from assetd.handlers.batch import Received, apply_batch, give_up, rejection_row
 from assetd.handlers.decode import decode, read_ids, subject_tokens
+from assetd.metrics import Metrics
 from assetd.rules.loader import LoadedRules
 
 log = structlog.get_logger("assetd.inbound")
@@ -28,8 +30,10 @@ class Ingest:
 
     def __init__(self, *, engine: Engine, settings: Settings, js: Callable[[], Any],
                  on_committed: Callable[[], None],
-                 rules: Callable[[], LoadedRules | None] = lambda: None) -> None:
+                 rules: Callable[[], LoadedRules | None] = lambda: None,
+                 metrics: Metrics | None = None) -> None:
         self.engine, self.settings, self.js, self.rules = engine, settings, js, rules
+        self.metrics = metrics
         self.on_committed = on_committed
         self.counters: Counter[str] = Counter()
         self.limits = limits(settings)
@@ -38,8 +42,9 @@ class Ingest:
         """Process one batch of JetStream messages; every message ends acked or nak'd."""
         if not msgs:
             return
+        started = time.perf_counter()
         try:
-            batch = await asyncio.to_thread(self._decode_and_apply, msgs)
+            batch, decisions = await asyncio.to_thread(self._decode_and_apply, msgs)
         except Exception as exc:  # the database (or the code) failed the whole batch
             if isinstance(exc, SQLAlchemyError):
                 log.warning("batch failed; will retry", error=str(exc)[:300], size=len(msgs))
@@ -48,6 +53,7 @@ class Ingest:
             await self._batch_failed(msgs, f"{type(exc).__name__}: {exc}"[:500])
             return
         await self._dead_letter(msgs, batch)
+        self._observe(batch, decisions, time.perf_counter() - started)
         for msg, rec in zip(msgs, batch, strict=True):
             self.counters[rec.outcome] += 1
             if rec.outcome == "retry":
@@ -92,7 +98,18 @@ class Ingest:
             self.counters["rejected"] += 1
             await m.ack()
 
-    def _decode_and_apply(self, msgs: list[Any]) -> list[Received]:
+    def _observe(self, batch: list[Received], decisions: Counter[str], seconds: float) -> None:
+        if self.metrics is None:
+            return
+        m = self.metrics
+        m.batch_size.observe(len(batch))
+        m.batch_seconds.observe(seconds)
+        for rec in batch:
+            m.events.labels(rec.tokens.type, rec.outcome).inc()
+        for outcome, n in decisions.items():
+            m.decisions.labels(outcome).inc(n)
+
+    def _decode_and_apply(self, msgs: list[Any]) -> tuple[list[Received], Counter[str]]:
         s = self.settings
         batch = []
         for m in msgs:
@@ -108,9 +125,9 @@ class Ingest:
                 if len(m.data) <= s.max_message_bytes:
                     read_ids(tok, m.data)
             batch.append(rec)
-        apply_batch(self.engine, batch, prefix=s.subject_prefix, max_deliver=s.max_deliver,
-                    rules=self.rules())
-        return batch
+        decisions = apply_batch(self.engine, batch, prefix=s.subject_prefix,
+                                max_deliver=s.max_deliver, rules=self.rules())
+        return batch, decisions
 
     async def _dead_letter(self, msgs: list[Any], batch: list[Received]) -> None:
         """Copy each rejected message, bytes and headers, to ``ASSETD_DLQ`` with its reason."""

@@ -121,6 +121,7 @@ def _inputs(d: Decision, champion: InstanceRef | None,
 
 def _log(tx: Tx, inst: InstanceRef, outcome: str, rule: str | None, cause: str,
          inputs: dict[str, Any]) -> int:
+    tx.decided.append(outcome)
     if tx.rules is not None:
         inputs = {**inputs, "rules_sha256": tx.rules.sha256, "rules_path": tx.rules.path}
     return aliases.add_decision(tx.conn, values={

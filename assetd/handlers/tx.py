@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -76,6 +77,8 @@ class Tx:
     kinds: dict[tuple[str, str], str] = field(default_factory=dict)
     outbox: list[dict[str, Any]] = field(default_factory=list)
     committed_outbox: list[dict[str, Any]] = field(default_factory=list)
+    decided: list[str] = field(default_factory=list)
+    decisions: Counter[str] = field(default_factory=Counter)
 
     def emit(
         self, *, project: str, branch: str, asset: str, type_: str, cause: str | None,
@@ -94,6 +97,8 @@ class Tx:
         """The current event's change stands: its outbound events go in with the batch."""
         self.committed_outbox += self.outbox
         self.outbox = []
+        self.decisions.update(self.decided)
+        self.decided = []
 
     def flush(self) -> None:
         """Write every kept outbound event of the batch in one statement."""
@@ -119,6 +124,7 @@ class Tx:
         """Undo cache changes of a rolled-back event."""
         self.versions, self.kinds = snap
         self.outbox = []
+        self.decided = []
 
     def next_version(self, project: str, branch: str, asset: str) -> int:
         """The next free version of (project, branch, asset) inside this transaction."""

@@ -1,0 +1,59 @@
+"""``/healthz``, ``/readyz`` and ``/metrics`` on ``ASSETD_HTTP_PORT`` (0: off)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from assetd.errors import ConfigError
+from assetd.metrics import Metrics
+
+
+class HttpServer:
+    """Serves the three endpoints; ``ready`` and ``refresh`` come from the daemon."""
+
+    def __init__(self, *, host: str, port: int, metrics: Metrics,
+                 ready: Callable[[], Awaitable[dict[str, bool]]],
+                 refresh: Callable[[], Awaitable[None]]) -> None:
+        self.host, self.port, self.metrics = host, port, metrics
+        self.ready, self.refresh = ready, refresh
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        """Listen; a taken port is a ConfigError with what to do."""
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        try:
+            await web.TCPSite(self._runner, self.host, self.port).start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise ConfigError(f"HTTP port {self.host}:{self.port} is not available "
+                              f"({exc.strerror}); set ASSETD_HTTP_PORT to a free port, or 0 "
+                              "to turn it off") from None
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.json_response({"alive": True})
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        checks = await self.ready()
+        ok = all(checks.values())
+        return web.json_response({"ready": ok, "checks": checks}, status=200 if ok else 503)
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        with contextlib.suppress(Exception):  # stale gauges beat no metrics at all
+            await asyncio.wait_for(self.refresh(), 5)
+        body = generate_latest(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
