@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     ack_wait: float = Field(default=30.0, gt=0)
     nak_delay: float = Field(default=1.0, ge=0)
     graceful_timeout: float = Field(default=30.0, gt=0)
+    scheduler_interval: float = Field(default=30.0, gt=0, description="freshness, timeouts")
+    lease_ttl: float = Field(default=15.0, gt=0, description="scheduler lease time-to-live")
+    pending_timeout: float = Field(default=86400.0, gt=0,
+                                   description="pending longer than this → abandoned")
     log_level: str = "INFO"
 
     @classmethod

@@ -19,6 +19,7 @@ from assetd.daemon.embedded import EmbeddedNats
 from assetd.daemon.http import HttpServer
 from assetd.daemon.relay import OutboxRelay
 from assetd.daemon.rules_watch import RulesHolder, rules_path
+from assetd.daemon.scheduler import Scheduler
 from assetd.daemon.security import nats_security
 from assetd.daemon.streams import ensure_streams
 from assetd.handlers.inbound import Ingest
@@ -62,6 +63,8 @@ class Daemon:
         self.ingest = Ingest(engine=self.writer, settings=settings, js=self._js,
                              on_committed=self.relay.wake, rules=lambda: self.rules.current,
                              metrics=self.metrics)
+        self.scheduler = Scheduler(engine=self.writer, settings=settings,
+                                   rules=lambda: self.rules.current, wake_relay=self.relay.wake)
         self.http = (HttpServer(host=settings.http_host, port=settings.http_port,
                                 metrics=self.metrics, ready=self.ready, refresh=self.refresh)
                      if settings.http_port else None)
@@ -98,7 +101,14 @@ class Daemon:
             "dlq_depth": dlq_depth,
             "lag": lag,
             "outbox_pending": await asyncio.to_thread(self._outbox_pending),
+            "lease": await asyncio.to_thread(self._lease),
         }
+
+    def _lease(self) -> dict[str, Any] | None:
+        try:
+            return self.scheduler.status(self.reader)
+        except Exception:
+            return None
 
     async def ready(self) -> dict[str, bool]:
         """``/readyz``: NATS connected, database reachable, streams present, rules loaded."""
@@ -152,6 +162,7 @@ class Daemon:
         await self.consumer.start()
         self.relay.start()
         self.rules.start_watching()
+        self.scheduler.start()
         if self.http is not None:
             await self.http.start()
         log.info("assetd started", nats=redact_url(self.settings.effective_nats_url),
@@ -163,6 +174,7 @@ class Daemon:
         embedded) — within ``graceful_timeout``; what is left then is redelivered or
         published at the next start."""
         await self.rules.stop()
+        await self.scheduler.stop()
         if self.http is not None:
             await self.http.stop()
         deadline = asyncio.get_running_loop().time() + self.settings.graceful_timeout

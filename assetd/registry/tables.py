@@ -141,6 +141,16 @@ class AliasHistory(SQLModel, table=True):
     event_id: str = Field(max_length=128)
 
 
+class Lease(SQLModel, table=True):
+    """Who runs the scheduled jobs: one holder at a time, until ``expires_at``."""
+
+    __tablename__ = "lease"
+
+    name: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(max_length=256)
+    expires_at: datetime
+
+
 class InboxEntry(SQLModel, table=True):
     """An inbound event id already applied: the daemon applies each id once, for ever."""
 
@@ -174,5 +184,6 @@ ALIAS = Alias.__table__  # type: ignore[attr-defined]
 DECISION = Decision.__table__  # type: ignore[attr-defined]
 INBOX = InboxEntry.__table__  # type: ignore[attr-defined]
 CHECK = CheckResult.__table__  # type: ignore[attr-defined]
+LEASE = Lease.__table__  # type: ignore[attr-defined]
 ALIAS_HISTORY = AliasHistory.__table__  # type: ignore[attr-defined]
 OUTBOX = OutboxEntry.__table__  # type: ignore[attr-defined]

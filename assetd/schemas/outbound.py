@@ -110,6 +110,14 @@ class AliasRolledBack(_Out):
     reason: str
 
 
+class InstanceAbandoned(_Out):
+    """A pending instance was never finalized within ``ASSETD_PENDING_TIMEOUT``."""
+
+    instance: str
+    pending_since: str
+    reason: str
+
+
 class EventRejected(_Out):
     """An inbound message could not be applied."""
 
@@ -129,4 +137,5 @@ OUTBOUND: dict[str, type[BaseModel]] = {
     "asset_stale": AssetStale,
     "alias_rolled_back": AliasRolledBack,
     "event_rejected": EventRejected,
+    "instance_abandoned": InstanceAbandoned,
 }

@@ -1,0 +1,105 @@
+"""Scheduled jobs (APScheduler) that only the lease holder runs: freshness and pending timeout.
+
+Every replica renews or tries to take the lease every ``lease_ttl / 3``; the lease moves when
+its holder dies (it expires) or stops (it is released).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import Engine
+
+from assetd.config import Settings
+from assetd.handlers.scheduled import abandon_pending, check_freshness
+from assetd.registry import lease
+from assetd.rules.loader import LoadedRules
+from assetd.schemas.envelope import iso
+
+log = structlog.get_logger("assetd.scheduler")
+LEASE = "scheduler"
+
+
+class Scheduler:
+    """Lease renewal plus the leader-only jobs, in the daemon's event loop."""
+
+    def __init__(self, *, engine: Engine, settings: Settings,
+                 rules: Callable[[], LoadedRules | None], wake_relay: Callable[[], None]) -> None:
+        self.engine, self.settings, self.rules, self.wake_relay = engine, settings, rules, \
+            wake_relay
+        self.holder = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+        self.is_leader = False
+        self.runs = 0
+        self._aps: AsyncIOScheduler | None = None
+
+    def start(self) -> None:
+        """Start renewing the lease and running the jobs."""
+        s = self.settings
+        self._aps = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
+        now = datetime.now(UTC)
+        self._aps.add_job(self._renew, "interval", seconds=s.lease_ttl / 3, next_run_time=now,
+                          max_instances=1, coalesce=True, id="lease")
+        self._aps.add_job(self._jobs, "interval", seconds=s.scheduler_interval,
+                          next_run_time=now, max_instances=1, coalesce=True, id="jobs")
+        self._aps.start()
+
+    async def stop(self) -> None:
+        """Stop; give the lease up so another replica takes over without waiting."""
+        if self._aps is not None and self._aps.running:
+            self._aps.shutdown(wait=False)
+        if self.is_leader:
+            await asyncio.to_thread(self._release)
+            self.is_leader = False
+
+    async def _renew(self) -> None:
+        try:
+            held = await asyncio.to_thread(self._acquire)
+        except Exception as exc:  # database trouble: not the leader until it answers again
+            log.warning("lease renewal failed", error=str(exc)[:300])
+            held = False
+        if held != self.is_leader:
+            log.info("scheduler lease " + ("taken" if held else "lost"), holder=self.holder)
+        self.is_leader = held
+
+    async def _jobs(self) -> None:
+        if not self.is_leader:
+            return
+        s = self.settings
+        try:
+            stale = await asyncio.to_thread(check_freshness, self.engine, rules=self.rules(),
+                                            prefix=s.subject_prefix)
+            gone = await asyncio.to_thread(abandon_pending, self.engine,
+                                           timeout=s.pending_timeout, prefix=s.subject_prefix)
+        except Exception as exc:
+            log.warning("scheduled jobs failed; next run retries", error=str(exc)[:300])
+            return
+        self.runs += 1
+        if stale or gone:
+            log.info("scheduled jobs", stale=stale, abandoned=gone)
+            self.wake_relay()
+
+    def _acquire(self) -> bool:
+        with self.engine.begin() as conn:
+            return lease.acquire(conn, name=LEASE, holder=self.holder,
+                                 ttl=self.settings.lease_ttl, now=datetime.now(UTC))
+
+    def _release(self) -> None:
+        with self.engine.begin() as conn:
+            lease.release(conn, name=LEASE, holder=self.holder)
+
+    def status(self, engine: Engine) -> dict[str, Any] | None:
+        """The lease part of ``status``."""
+        with engine.connect() as conn:
+            found = lease.current(conn, name=LEASE)
+        if found is None:
+            return None
+        return {"holder": found[0], "expires_at": iso(found[1]),
+                "this_replica": found[0] == self.holder}
