@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".assetd")
     http_port: int = Field(default=8080, ge=0, le=65535)
     http_host: str = "127.0.0.1"
+    stream_replicas: int = Field(default=1, ge=1, le=5, description="3 in a NATS cluster")
     subject_prefix: str = Field(default="assetd", pattern=r"^[A-Za-z0-9_-]{1,32}$")
 
     project: str | None = None

@@ -157,7 +157,8 @@ class Daemon:
             await asyncio.to_thread(self.embedded.start)
         await asyncio.to_thread(upgrade, self.settings.effective_db_url)
         await self.broker.connect()
-        await ensure_streams(self._js(), self.settings.subject_prefix)
+        await ensure_streams(self._js(), self.settings.subject_prefix,
+                             self.settings.stream_replicas)
         await self.broker.start()
         await self.consumer.start()
         self.relay.start()
