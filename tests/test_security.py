@@ -33,7 +33,8 @@ def secured_nats() -> Iterator[str]:
     """nats-server started with the deploy config; yields its URL (no credentials)."""
     store = Path(tempfile.mkdtemp(prefix="assetd-sec-"))
     port = free_port()
-    env = {**os.environ, **PASSWORDS, "NATS_PORT": str(port), "NATS_STORE_DIR": str(store)}
+    env = {**os.environ, **PASSWORDS, "NATS_PORT": str(port), "NATS_STORE_DIR": str(store),
+           "NATS_MONITOR_PORT": str(free_port())}
     proc = subprocess.Popen([nats_server_binary(), "-c", str(CONF)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -53,7 +54,8 @@ def secured_nats() -> Iterator[str]:
 
 def test_every_deploy_config_validates() -> None:
     """``nats-server -t -c`` accepts every config file under deploy/."""
-    env = {**os.environ, **PASSWORDS, "NATS_PORT": "4222", "NATS_STORE_DIR": "/tmp/x"}
+    env = {**os.environ, **PASSWORDS, "NATS_PORT": "4222", "NATS_STORE_DIR": "/tmp/x",
+           "NATS_MONITOR_PORT": "8222"}
     configs = sorted(CONF.parent.parent.rglob("*.conf"))
     assert configs
     for conf in configs:
