@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     ack_wait: float = Field(default=30.0, gt=0)
     nak_delay: float = Field(default=1.0, ge=0)
     graceful_timeout: float = Field(default=30.0, gt=0)
+    startup_timeout: float = Field(default=60.0, gt=0, description="JetStream setup retries")
     scheduler_interval: float = Field(default=30.0, gt=0, description="freshness, timeouts")
     lease_ttl: float = Field(default=15.0, gt=0, description="scheduler lease time-to-live")
     pending_timeout: float = Field(default=86400.0, gt=0,
@@ -85,6 +86,11 @@ class Settings(BaseSettings):
     def effective_nats_url(self) -> str:
         """The URL to connect to: the configured one or the embedded server's."""
         return self.nats_url or f"nats://127.0.0.1:{self.embedded_nats_port}"
+
+    @property
+    def nats_servers(self) -> list[str]:
+        """The server URLs: ``ASSETD_NATS_URL`` may list several, comma-separated."""
+        return [u.strip() for u in self.effective_nats_url.split(",") if u.strip()]
 
     @property
     def effective_db_url(self) -> str:

@@ -78,7 +78,8 @@ class Publisher:
         return f"assetd.in.{self.project}.{asset}.asset_registered", body, eid
 
     async def run(self, window: int = 200) -> None:
-        nc = await nats.connect(self.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2,
+        nc = await nats.connect(self.url.split(","), max_reconnect_attempts=-1,
+                                reconnect_time_wait=0.2,
                                 error_cb=_quiet, disconnected_cb=_noop, reconnected_cb=_noop)
         js = nc.jetstream(timeout=2)
         pending = list(range(self.n))

@@ -71,7 +71,7 @@ class AssetClient:
     async def connect(self) -> Self:
         """Connect to NATS (the configured URL, else the local embedded daemon's)."""
         if self._nc is None:
-            self._nc = await nats.connect(self.settings.effective_nats_url,
+            self._nc = await nats.connect(self.settings.nats_servers,
                                           name="assetd-client", connect_timeout=5,
                                           max_reconnect_attempts=3, error_cb=_quiet,
                                           **self.settings.nats_connect_options())

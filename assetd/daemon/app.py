@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -22,6 +23,7 @@ from assetd.daemon.rules_watch import RulesHolder, rules_path
 from assetd.daemon.scheduler import Scheduler
 from assetd.daemon.security import nats_security
 from assetd.daemon.streams import ensure_streams
+from assetd.errors import ConfigError
 from assetd.handlers.inbound import Ingest
 from assetd.handlers.queries import Queries
 from assetd.logs import redact_url
@@ -157,10 +159,10 @@ class Daemon:
             await asyncio.to_thread(self.embedded.start)
         await asyncio.to_thread(upgrade, self.settings.effective_db_url)
         await self.broker.connect()
-        await ensure_streams(self._js(), self.settings.subject_prefix,
-                             self.settings.stream_replicas)
+        await self._retrying("declare streams", lambda: ensure_streams(
+            self._js(), self.settings.subject_prefix, self.settings.stream_replicas))
         await self.broker.start()
-        await self.consumer.start()
+        await self._retrying("bind the inbound consumer", self.consumer.start)
         self.relay.start()
         self.rules.start_watching()
         self.scheduler.start()
@@ -169,6 +171,23 @@ class Daemon:
         log.info("assetd started", nats=redact_url(self.settings.effective_nats_url),
                  database="sqlite" if is_sqlite(self.settings.effective_db_url) else "postgresql",
                  version=assetd.__version__)
+
+    async def _retrying(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
+        """Run a startup step against JetStream, retrying while the cluster settles (a new
+        cluster elects its leaders, a restarted node catches up) for ``startup_timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + self.settings.startup_timeout, 0.5
+        while True:
+            try:
+                await step()
+                return
+            except Exception as exc:
+                if loop.time() + delay > deadline:
+                    raise ConfigError(f"could not {what} on NATS within "
+                                      f"{self.settings.startup_timeout:g} s: {exc!r}") from None
+                log.warning(f"could not {what}; retrying", error=repr(exc)[:300])
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def stop(self) -> None:
         """Stop fetching, finish and ack the batch in hand, flush the outbox, stop NATS (if
@@ -212,7 +231,7 @@ class Daemon:
 def build_broker(settings: Settings) -> NatsBroker:
     """The NATS broker, reconnecting for ever, without FastStream's per-message logging."""
     return NatsBroker(
-        settings.effective_nats_url,
+        settings.nats_servers,
         security=nats_security(settings),
         graceful_timeout=30.0,
         max_reconnect_attempts=-1,

@@ -36,6 +36,8 @@ class PullConsumer:
     async def start(self) -> None:
         """Bind to (creating if needed) the durable consumer and start pulling."""
         s = self.settings
+        if self._task is not None:
+            return
         self._sub = await self.js().pull_subscribe(
             f"{s.subject_prefix}.in.>", durable="assetd", stream="ASSETD_IN",
             config=consumer_config(s))
