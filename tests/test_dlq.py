@@ -70,3 +70,22 @@ async def _instances(c: AssetClient, asset: str, n: int) -> bool:
 
 async def _ignored_duplicates(daemon: Daemon, n: int) -> bool:
     return daemon.ingest.counters["duplicate"] >= n
+
+
+async def test_replay_all_of_a_subject(daemon: Daemon, js: Any) -> None:
+    """``dlq list --subject`` narrows; ``dlq replay --all --subject … --yes`` replays those."""
+    for asset in ("a", "b"):
+        ev = envelope("asset_consumed", asset, {"instance": "v1"})
+        await js.publish(f"assetd.in.fraud.{asset}.asset_consumed", orjson.dumps(ev))
+    await wait_for(lambda: _dlq_size(js, 2), what="two dead letters")
+    code, out, _ = await ctl(daemon, "--json", "-p", "fraud", "dlq", "list", "--subject",
+                             "assetd.dlq.fraud.a.>")
+    assert code == 0 and len(orjson.loads(out)) == 1
+    async with AssetClient("fraud", settings=daemon.settings) as c:
+        await c.register_data("a", wait=True)
+    code, out, _ = await ctl(daemon, "dlq", "replay", "--all", "--subject",
+                             "assetd.dlq.fraud.a.>", "--yes")
+    assert code == 0 and "replayed 1 dead letters" in out
+    code, out, _ = await ctl(daemon, "--json", "dlq", "list")
+    assert [r["inbound_subject"] for r in orjson.loads(out)] == [
+        "assetd.in.fraud.b.asset_consumed"]

@@ -80,6 +80,22 @@ def migrate(db: Db = None, data_dir: DataDir = None) -> None:
     typer.echo(f"registry at revision {head_revision()} (was {before or 'empty'})")
 
 
+@app.command("copy-registry")
+def copy_registry_cmd(
+    source: Annotated[str, typer.Option("--from", help="registry URL to read")],
+    target: Annotated[str, typer.Option("--to", help="empty database URL to fill")],
+) -> None:
+    """Copy a whole registry (e.g. SQLite to PostgreSQL); stop the daemons first."""
+    from assetd.registry.copy import copy_registry
+
+    try:
+        counts = copy_registry(source, target,
+                               lambda t, n: typer.echo(f"{t}: {n} rows"))
+    except ConfigError as exc:
+        _fail(str(exc))
+    typer.echo(f"copied {sum(counts.values())} rows; point ASSETD_DB_URL at the new database")
+
+
 @app.command()
 def demo(keep: Annotated[bool, typer.Option(help="keep the temp dir")] = False) -> None:
     """Start a daemon in a temp dir and run a scripted pipeline against it."""
