@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     db_busy_timeout_ms: int = Field(default=5000, ge=0)
     rules: Path | None = None
     rules_poll_interval: float = Field(default=2.0, gt=0)
+    outbox_sweep_interval: float = Field(default=1.0, gt=0)
     data_dir: Path = Path(".assetd")
     http_port: int = Field(default=8080, ge=0, le=65535)
     http_host: str = "127.0.0.1"
@@ -59,7 +60,7 @@ class Settings(BaseSettings):
     max_lineage_depth: int = Field(default=20, ge=1, le=50)
     max_lineage_nodes: int = Field(default=10_000, ge=1)
     batch_size: int = Field(default=500, ge=1, le=10000)
-    fetch_timeout: float = Field(default=5.0, gt=0, description="idle long-poll")
+    fetch_timeout: float = Field(default=2.0, gt=0, description="idle long-poll")
     max_deliver: int = Field(default=10, ge=1)
     ack_wait: float = Field(default=30.0, gt=0)
     nak_delay: float = Field(default=1.0, ge=0)

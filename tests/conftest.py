@@ -90,7 +90,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def daemon_settings(nats_url: str, db_url: str, data_dir: Path, **kw: Any) -> Settings:
     """Settings for a daemon under test: fast fetch timeouts, no HTTP."""
     return Settings(nats_url=nats_url, db_url=db_url, data_dir=data_dir, http_port=0,
-                    fetch_timeout=1.0, nak_delay=0.1, **kw)
+                    fetch_timeout=0.5, nak_delay=0.1, **kw)
 
 
 @pytest.fixture

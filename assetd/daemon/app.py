@@ -57,7 +57,7 @@ class Daemon:
         busy = settings.db_busy_timeout_ms
         self.writer = make_engine(url, writer=True, busy_timeout_ms=busy)
         self.reader = make_engine(url, writer=False, busy_timeout_ms=busy)
-        self.rules = RulesHolder(rules_path(settings), settings.rules_poll_interval)
+        self.rules = RulesHolder(rules_path(settings))
         self.broker = build_broker(settings)
         self.metrics = Metrics()
         self.relay = OutboxRelay(writer=self.writer, reader=self.reader, js=self._js,
@@ -66,7 +66,8 @@ class Daemon:
                              on_committed=self.relay.wake, rules=lambda: self.rules.current,
                              metrics=self.metrics)
         self.scheduler = Scheduler(engine=self.writer, settings=settings,
-                                   rules=lambda: self.rules.current, wake_relay=self.relay.wake)
+                                   rules=lambda: self.rules.current, wake_relay=self.relay.wake,
+                                   check_rules=self.rules.check)
         self.http = (HttpServer(host=settings.http_host, port=settings.http_port,
                                 metrics=self.metrics, ready=self.ready, refresh=self.refresh)
                      if settings.http_port else None)
@@ -164,7 +165,6 @@ class Daemon:
         await self.broker.start()
         await self._retrying("bind the inbound consumer", self.consumer.start)
         self.relay.start()
-        self.rules.start_watching()
         self.scheduler.start()
         if self.http is not None:
             await self.http.start()
@@ -193,7 +193,6 @@ class Daemon:
         """Stop fetching, finish and ack the batch in hand, flush the outbox, stop NATS (if
         embedded) — within ``graceful_timeout``; what is left then is redelivered or
         published at the next start."""
-        await self.rules.stop()
         await self.scheduler.stop()
         if self.http is not None:
             await self.http.stop()

@@ -31,7 +31,6 @@ class PullConsumer:
         self._task: asyncio.Task[None] | None = None
         self._sub: Any = None
         self._stopping = False
-        self._busy = False
 
     async def start(self) -> None:
         """Bind to (creating if needed) the durable consumer and start pulling."""
@@ -44,14 +43,23 @@ class PullConsumer:
         self._task = asyncio.create_task(self._loop(self._sub), name="inbound-pull")
 
     async def stop(self) -> None:
-        """Stop fetching; the batch in hand is finished, committed and acked first."""
+        """Stop fetching; the batch in hand is finished, committed and acked first.
+
+        A fetch in progress is not cancelled (messages it already received would stay
+        unacknowledged until ``ack_wait``): it returns within ``fetch_timeout``, and what it
+        brought is handled before the loop ends. The caller bounds the whole wait
+        (``graceful_timeout``) and cancels after it.
+        """
         self._stopping = True
         if self._task is None:
             return
-        if not self._busy:
+        try:
+            await asyncio.shield(self._task)
+        except asyncio.CancelledError:
             self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            raise
         # Unfetched leftovers stay unacked and are redelivered; without this, closing the
         # connection would drain the subscription for up to 30 s.
         with contextlib.suppress(Exception):
@@ -68,8 +76,4 @@ class PullConsumer:
                 log.warning("fetch failed; retrying", error=str(exc) or type(exc).__name__)
                 await asyncio.sleep(0.5)
                 continue
-            self._busy = True
-            try:
-                await self.handle(msgs)
-            finally:
-                self._busy = False
+            await self.handle(msgs)

@@ -25,7 +25,7 @@ class OutboxRelay:
     """
 
     def __init__(self, *, writer: Engine, reader: Engine, js: Callable[[], Any],
-                 batch: int = 1000, sweep_interval: float = 1.0,
+                 batch: int = 1000, sweep_interval: float = 5.0,
                  publish_timeout: float = 10.0, metrics: Metrics | None = None) -> None:
         self.metrics = metrics
         self.writer, self.reader, self.js, self.batch = writer, reader, js, batch

@@ -6,8 +6,6 @@ previous rules stay in force.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,13 +30,12 @@ def rules_path(settings: Settings) -> Path | None:
 class RulesHolder:
     """Holds the current rules; ``reload`` swaps them only for a file that validates."""
 
-    def __init__(self, path: Path | None, poll_interval: float = 2.0) -> None:
-        self.path, self.poll_interval = path, poll_interval
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
         self.current: LoadedRules | None = None
         self.loaded_at: datetime | None = None
         self.last_error: list[str] | None = None
         self._stamp: tuple[float, int] | None = None
-        self._task: asyncio.Task[None] | None = None
 
     def load_initial(self) -> None:
         """Load at start; an invalid file raises RulesError (the daemon refuses to start)."""
@@ -75,23 +72,10 @@ class RulesHolder:
             return None
         return (st.st_mtime, st.st_size) if st else None
 
-    def start_watching(self) -> None:
-        """Poll the file's mtime and size; reload when they change."""
-        if self.path is not None:
-            self._task = asyncio.create_task(self._watch(), name="rules-watch")
-
-    async def stop(self) -> None:
-        """Stop watching."""
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_interval)
-            if self._file_stamp() != self._stamp:
-                self.reload()
+    def check(self) -> None:
+        """Reload if the file's modification time or size changed (a scheduled job)."""
+        if self.path is not None and self._file_stamp() != self._stamp:
+            self.reload()
 
     def status(self) -> dict[str, Any] | None:
         """The ``rules`` part of the status query."""

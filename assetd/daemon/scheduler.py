@@ -1,7 +1,9 @@
-"""Scheduled jobs (APScheduler) that only the lease holder runs: freshness and pending timeout.
+"""Periodic work on APScheduler: registry-wide jobs under a lease, per-replica jobs on all.
 
-Every replica renews or tries to take the lease every ``lease_ttl / 3``; the lease moves when
-its holder dies (it expires) or stops (it is released).
+Only the lease holder runs freshness checks and pending timeouts. Every replica renews or
+tries to take the lease every ``lease_ttl / 3``; the lease moves when its holder dies (it
+expires) or stops (it is released). Every replica checks its rules file and sweeps its
+outbox: those act on the replica's own state.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ class Scheduler:
     """Lease renewal plus the leader-only jobs, in the daemon's event loop."""
 
     def __init__(self, *, engine: Engine, settings: Settings,
-                 rules: Callable[[], LoadedRules | None], wake_relay: Callable[[], None]) -> None:
+                 rules: Callable[[], LoadedRules | None], wake_relay: Callable[[], None],
+                 check_rules: Callable[[], None]) -> None:
         self.engine, self.settings, self.rules, self.wake_relay = engine, settings, rules, \
             wake_relay
+        self.check_rules = check_rules
         self.holder = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         self.is_leader = False
         self.runs = 0
@@ -49,6 +53,11 @@ class Scheduler:
                           max_instances=1, coalesce=True, id="lease")
         self._aps.add_job(self._jobs, "interval", seconds=s.scheduler_interval,
                           next_run_time=now, max_instances=1, coalesce=True, id="jobs")
+        # every replica, for its own state: its rules in memory, its relay's sweep
+        self._aps.add_job(self.check_rules, "interval", seconds=s.rules_poll_interval,
+                          max_instances=1, coalesce=True, id="rules-file")
+        self._aps.add_job(self.wake_relay, "interval", seconds=s.outbox_sweep_interval,
+                          max_instances=1, coalesce=True, id="outbox-sweep")
         self._aps.start()
 
     async def stop(self) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from assetd.errors import AssetdError
@@ -47,6 +47,14 @@ def move(conn: Connection, *, project: str, branch: str, asset: str, alias: str,
     """
     key = and_(ALIAS.c.project == project, ALIAS.c.branch == branch, ALIAS.c.asset == asset,
                ALIAS.c.alias == alias)
+    hist = and_(ALIAS_HISTORY.c.project == project, ALIAS_HISTORY.c.branch == branch,
+                ALIAS_HISTORY.c.asset == asset, ALIAS_HISTORY.c.alias == alias)
+    # The history must stay contiguous even when this transaction began before the one that
+    # moved the alias last (it waited for the asset's lock), or clocks differ between hosts.
+    now = max(now, datetime.now(UTC))
+    last = conn.execute(select(func.max(ALIAS_HISTORY.c.held_from)).where(hist)).scalar()
+    if last is not None:  # UTCDateTime: always timezone-aware
+        now = max(now, last)
     if expected is None:
         assert new is not None
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
@@ -64,8 +72,6 @@ def move(conn: Connection, *, project: str, branch: str, asset: str, alias: str,
                             .values(instance_id=new.id, updated_at=now)).rowcount == 1
     if not done:
         raise AliasConflictError(f"alias {alias} of {asset}@{branch} moved concurrently")
-    hist = and_(ALIAS_HISTORY.c.project == project, ALIAS_HISTORY.c.branch == branch,
-                ALIAS_HISTORY.c.asset == asset, ALIAS_HISTORY.c.alias == alias)
     conn.execute(update(ALIAS_HISTORY).where(hist, ALIAS_HISTORY.c.held_to.is_(None))
                  .values(held_to=now))
     if new is not None:
