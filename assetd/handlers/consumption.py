@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from assetd.errors import QueryError, RejectedError
 from assetd.handlers.decode import Inbound
+from assetd.handlers.rules_step import event_instance
 from assetd.handlers.tx import Tx
 from assetd.registry import repo
 from assetd.schemas.inbound import AssetConsumed
@@ -13,11 +13,7 @@ def on_consumed(tx: Tx, item: Inbound) -> None:
     """Record who consumed which ``vN``; the consumer defaults to the event's ``source``."""
     ev, data = item.event, item.data
     assert isinstance(data, AssetConsumed)
-    try:
-        row = repo.resolve(tx.conn, project=ev.project, branch=ev.branch, asset=ev.subject,
-                           selector=data.instance)
-    except QueryError as exc:
-        raise RejectedError(exc.message) from None
+    row = event_instance(tx, ev, data.instance)
     info = data.consumer or {}
     name = info.get("name") or info.get("id") or ev.source
     repo.insert_edges(tx.conn, rows=[{

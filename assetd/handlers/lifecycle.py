@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from assetd.errors import QueryError, RejectedError
+from assetd.errors import RejectedError
 from assetd.handlers.decode import Inbound
-from assetd.handlers.rules_step import after_ready, roll_back_aliases
-from assetd.handlers.tx import InstanceRef, Tx
+from assetd.handlers.rules_step import after_ready, event_instance, roll_back_aliases
+from assetd.handlers.tx import Tx
 from assetd.registry import repo
 from assetd.schemas.inbound import InstanceUpdated
 
@@ -18,11 +18,7 @@ def on_updated(tx: Tx, item: Inbound) -> None:
     assert isinstance(data, InstanceUpdated)
     if data.state is None and data.validity is None:
         raise RejectedError("instance_updated needs state or validity (or both)")
-    try:
-        row = repo.resolve(tx.conn, project=ev.project, branch=ev.branch, asset=ev.subject,
-                           selector=data.instance, allow_invalid=True)
-    except QueryError as exc:
-        raise RejectedError(exc.message) from None
+    row = event_instance(tx, ev, data.instance, allow_invalid=True)
     values: dict[str, object] = {"updated_at": tx.now}
     if data.state is not None and data.state != row.state:
         if row.state != "pending":
@@ -34,7 +30,7 @@ def on_updated(tx: Tx, item: Inbound) -> None:
     if data.validity is not None:
         values["validity"] = data.validity
     repo.update_instance(tx.conn, instance_id=row.id, values=values)
-    inst = replace(InstanceRef.of(row), state=str(values.get("state", row.state)),
+    inst = replace(row, state=str(values.get("state", row.state)),
                    validity=str(values.get("validity", row.validity)))
     if data.validity == "invalidated" and row.validity != "invalidated":
         roll_back_aliases(tx, inst, reason=data.reason, cause=ev.id)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from assetd.errors import QueryError, RejectedError
+from assetd.errors import RejectedError
 from assetd.handlers.decode import Inbound
 from assetd.handlers.registration import create_instance
-from assetd.handlers.rules_step import after_ready, decide, matched, move_back, resolve_ref
+from assetd.handlers.rules_step import after_ready, decide, event_instance, matched, move_back
 from assetd.handlers.tx import InstanceRef, Tx
 from assetd.registry import aliases, repo
 from assetd.schemas.inbound import AliasRollbackRequested, PromotionRequested
@@ -16,11 +16,7 @@ def on_promotion_requested(tx: Tx, item: Inbound) -> None:
     """Gates and checks apply unless ``force`` (recorded); ``to_branch`` copies instead."""
     ev, data = item.event, item.data
     assert isinstance(data, PromotionRequested)
-    try:
-        inst = resolve_ref(tx, project=ev.project, branch=ev.branch, asset=ev.subject,
-                           selector=data.instance)
-    except QueryError as exc:
-        raise RejectedError(exc.message) from None
+    inst = event_instance(tx, ev, data.instance)
     if data.to_branch:
         if data.to_branch == ev.branch:
             raise RejectedError(f"to_branch {data.to_branch} is the instance's own branch")
@@ -55,11 +51,7 @@ def on_rollback_requested(tx: Tx, item: Inbound) -> None:
         raise RejectedError(f"{ev.subject}@{data.alias} on {ev.branch} has no holder")
     current = InstanceRef.of(held)
     if data.to:
-        try:
-            target = resolve_ref(tx, project=ev.project, branch=ev.branch, asset=ev.subject,
-                                 selector=data.to)
-        except QueryError as exc:
-            raise RejectedError(exc.message) from None
+        target = event_instance(tx, ev, data.to)
         if (target.state, target.validity) != ("ready", "valid"):
             raise RejectedError(f"{ev.subject} {target.name} is {target.state}/"
                                 f"{target.validity}; only a ready, valid instance can hold "

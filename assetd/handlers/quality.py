@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from assetd.errors import QueryError, RejectedError
 from assetd.handlers.decode import Inbound
-from assetd.handlers.rules_step import drift_step, matched, resolve_ref, resume_if_waiting
+from assetd.handlers.rules_step import drift_step, event_instance, matched, resume_if_waiting
 from assetd.handlers.tx import Tx
 from assetd.registry import aliases
 from assetd.schemas.inbound import DriftReported, QualityReported
@@ -14,11 +13,7 @@ def on_quality(tx: Tx, item: Inbound) -> None:
     """Store the check result; a candidate waiting for checks is decided now."""
     ev, data = item.event, item.data
     assert isinstance(data, QualityReported)
-    try:
-        inst = resolve_ref(tx, project=ev.project, branch=ev.branch, asset=ev.subject,
-                           selector=data.instance)
-    except QueryError as exc:
-        raise RejectedError(exc.message) from None
+    inst = event_instance(tx, ev, data.instance)
     aliases.add_check(tx.conn, values={
         "project": ev.project, "instance_id": inst.id, "check": data.check,
         "passed": data.passed, "severity": data.severity, "metrics": data.metrics,
@@ -31,11 +26,7 @@ def on_drift(tx: Tx, item: Inbound) -> None:
     """Evaluate a drift report against the asset's rule (``score > max`` → retrain)."""
     ev, data = item.event, item.data
     assert isinstance(data, DriftReported)
-    try:
-        inst = resolve_ref(tx, project=ev.project, branch=ev.branch, asset=ev.subject,
-                           selector=data.instance)
-    except QueryError as exc:
-        raise RejectedError(exc.message) from None
+    inst = event_instance(tx, ev, data.instance)
     found = matched(tx, inst)
     if found is None or found[1].drift is None or found[1].drift.metric != data.metric:
         return  # no rule watches this metric: nothing to decide

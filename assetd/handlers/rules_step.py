@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from assetd.errors import QueryError, RejectedError
 from assetd.handlers.tx import InstanceRef, Tx
 from assetd.registry import aliases, repo
 from assetd.rules.engine import Candidate, Decision, drift_exceeded, evaluate, match_rule, numeric
+from assetd.schemas.envelope import CloudEvent
 from assetd.schemas.outbound import (
     AliasRolledBack,
     AssetPromoted,
@@ -190,8 +192,12 @@ def resume_if_waiting(tx: Tx, inst: InstanceRef, *, cause: str) -> None:
         decide(tx, inst, found[0], found[1], cause=cause, include_gates=False)
 
 
-def resolve_ref(tx: Tx, *, project: str, branch: str, asset: str, selector: str,
-                allow_invalid: bool = False) -> InstanceRef:
-    """Resolve a selector to an InstanceRef (QueryError if it does not resolve)."""
-    return InstanceRef.of(repo.resolve(tx.conn, project=project, branch=branch, asset=asset,
-                                       selector=selector, allow_invalid=allow_invalid))
+def event_instance(tx: Tx, ev: CloudEvent, selector: str, *,
+                   allow_invalid: bool = False) -> InstanceRef:
+    """The instance an event names (its project, branch and asset); RejectedError if none."""
+    try:
+        row = repo.resolve(tx.conn, project=ev.project, branch=ev.branch, asset=ev.subject,
+                           selector=selector, allow_invalid=allow_invalid)
+    except QueryError as exc:
+        raise RejectedError(exc.message) from None
+    return InstanceRef.of(row)
