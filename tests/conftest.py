@@ -24,10 +24,10 @@ from assetd.daemon.embedded import EmbeddedNats, free_port
 PG_URL = os.environ.get("ASSETD_TEST_POSTGRES_URL")
 
 
-@pytest.fixture(scope="session")
-def nats_server() -> Iterator[EmbeddedNats]:
-    """One nats-server with JetStream in a temp dir for the session; stopped by its pid."""
-    store = Path(tempfile.mkdtemp(prefix="assetd-test-nats-"))
+@contextlib.contextmanager
+def running_nats(prefix: str = "assetd-test-nats-") -> Iterator[EmbeddedNats]:
+    """A nats-server with JetStream in a temp dir on a free port; stopped by its pid."""
+    store = Path(tempfile.mkdtemp(prefix=prefix))
     server = EmbeddedNats(store_dir=store, port=free_port())
     server.start()
     try:
@@ -35,6 +35,24 @@ def nats_server() -> Iterator[EmbeddedNats]:
     finally:
         server.stop()
         shutil.rmtree(store, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def running_daemon(settings: Settings) -> AsyncIterator[Daemon]:
+    """An in-process daemon, started and, whatever happens, stopped."""
+    d = Daemon(settings)
+    await d.start()
+    try:
+        yield d
+    finally:
+        await d.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[EmbeddedNats]:
+    """One nats-server for the whole session."""
+    with running_nats() as server:
+        yield server
 
 
 @pytest.fixture
@@ -97,12 +115,8 @@ def daemon_settings(nats_url: str, db_url: str, data_dir: Path, **kw: Any) -> Se
 async def daemon(nc: Any, nats_server: EmbeddedNats, tmp_path: Path,
                  db_url: str) -> AsyncIterator[Daemon]:
     """A running in-process daemon on the session's nats-server and a fresh registry."""
-    d = Daemon(daemon_settings(nats_server.url, db_url, tmp_path))
-    await d.start()
-    try:
+    async with running_daemon(daemon_settings(nats_server.url, db_url, tmp_path)) as d:
         yield d
-    finally:
-        await d.stop()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 from assetd.client import AssetClient, EventRejectedError, QueryError
 from assetd.daemon.app import Daemon
-from tests.conftest import daemon_settings
+from tests.conftest import daemon_settings, running_daemon
 from tests.helpers import envelope, out_events, stream_messages, wait_for
 
 
@@ -127,14 +127,10 @@ async def test_redelivered_rejection_is_published_once(client: AssetClient, js: 
 async def strict_daemon(nc: Any, nats_server: Any, tmp_path: Path,
                         db_url: str) -> AsyncIterator[Daemon]:
     """A daemon with tight limits."""
-    d = Daemon(daemon_settings(nats_server.url, db_url, tmp_path, max_map_keys=3,
+    async with running_daemon(daemon_settings(nats_server.url, db_url, tmp_path, max_map_keys=3,
                                max_value_chars=10, max_inputs=1, max_lineage_depth=2,
-                               max_lineage_nodes=2))
-    await d.start()
-    try:
+                               max_lineage_nodes=2)) as d:
         yield d
-    finally:
-        await d.stop()
 
 
 @pytest.mark.parametrize(("data", "reason"), [

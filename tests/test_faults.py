@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import shutil
 import sqlite3
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,8 @@ import nats
 import orjson
 import pytest
 
-from assetd.daemon.embedded import EmbeddedNats, free_port
+from assetd.daemon.embedded import EmbeddedNats
+from tests.conftest import running_nats
 from tests.faults import (
     DaemonProcess,
     Publisher,
@@ -99,14 +98,8 @@ async def _n_created(js: Any, n: int) -> list[dict[str, Any]] | None:
 @pytest.fixture
 def own_nats() -> Iterator[EmbeddedNats]:
     """A nats-server of this test alone, to stop and restart on the same port and store."""
-    store = Path(tempfile.mkdtemp(prefix="assetd-fault-nats-"))
-    server = EmbeddedNats(store_dir=store, port=free_port())
-    server.start()
-    try:
+    with running_nats("assetd-fault-nats-") as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(store, ignore_errors=True)
 
 
 async def test_nats_server_restart_mid_stream(own_nats: EmbeddedNats, venv_bin: Path,

@@ -14,7 +14,7 @@ from assetd.client import AssetClient
 from assetd.daemon.app import Daemon
 from assetd.daemon.demo import DEMO_RULES
 from assetd.daemon.embedded import EmbeddedNats, free_port
-from tests.conftest import daemon_settings
+from tests.conftest import daemon_settings, running_daemon
 
 
 @pytest.fixture
@@ -22,13 +22,10 @@ async def web_daemon(nc: Any, nats_server: EmbeddedNats, tmp_path: Path) -> Asyn
     """A daemon with its HTTP endpoints on a free port and the demo's rules."""
     rules = tmp_path / "rules.yaml"
     rules.write_text(DEMO_RULES)
-    d = Daemon(daemon_settings(nats_server.url, f"sqlite:///{tmp_path / 'r.db'}", tmp_path,
-                               rules=rules).model_copy(update={"http_port": free_port()}))
-    await d.start()
-    try:
+    settings = daemon_settings(nats_server.url, f"sqlite:///{tmp_path / 'r.db'}", tmp_path,
+                               rules=rules).model_copy(update={"http_port": free_port()})
+    async with running_daemon(settings) as d:
         yield d
-    finally:
-        await d.stop()
 
 
 def _value(text: str, name: str, **labels: str) -> float:

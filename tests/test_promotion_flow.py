@@ -13,7 +13,7 @@ from assetd.client import AssetClient, PromotionRejectedError
 from assetd.daemon.app import Daemon
 from assetd.daemon.embedded import EmbeddedNats
 from assetd.errors import QueryError
-from tests.conftest import daemon_settings
+from tests.conftest import daemon_settings, running_daemon
 from tests.helpers import out_events, wait_for
 
 RULES = """\
@@ -46,13 +46,9 @@ async def rules_daemon(nc: Any, nats_server: EmbeddedNats, tmp_path: Path,
     """A daemon with ``RULES`` in force, watching the file every 0.1 s."""
     path = tmp_path / "rules.yaml"
     path.write_text(RULES)
-    d = Daemon(daemon_settings(nats_server.url, db_url, tmp_path, rules=path,
-                             rules_poll_interval=0.1))
-    await d.start()
-    try:
+    async with running_daemon(daemon_settings(nats_server.url, db_url, tmp_path, rules=path,
+                             rules_poll_interval=0.1)) as d:
         yield d
-    finally:
-        await d.stop()
 
 
 @pytest.fixture

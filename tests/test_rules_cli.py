@@ -14,7 +14,7 @@ from assetd.client import AssetClient
 from assetd.daemon.app import Daemon
 from assetd.daemon.demo import DEMO_RULES, pipeline
 from assetd.daemon.embedded import EmbeddedNats
-from tests.conftest import daemon_settings, run_cli
+from tests.conftest import daemon_settings, run_cli, running_daemon
 from tests.helpers import out_events, wait_for
 from tests.test_cli import ctl
 
@@ -33,12 +33,8 @@ async def demo_daemon(nc: Any, nats_server: EmbeddedNats, tmp_path: Path,
     """A daemon with the demo's rules in force."""
     path = tmp_path / "rules.yaml"
     path.write_text(DEMO_RULES)
-    d = Daemon(daemon_settings(nats_server.url, db_url, tmp_path, rules=path))
-    await d.start()
-    try:
+    async with running_daemon(daemon_settings(nats_server.url, db_url, tmp_path, rules=path)) as d:
         yield d
-    finally:
-        await d.stop()
 
 
 def test_rules_check_ok_and_errors(tmp_path: Path) -> None:

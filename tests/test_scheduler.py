@@ -11,7 +11,7 @@ import pytest
 from assetd.client import AssetClient
 from assetd.daemon.app import Daemon
 from assetd.daemon.embedded import EmbeddedNats
-from tests.conftest import daemon_settings
+from tests.conftest import daemon_settings, running_daemon
 from tests.helpers import out_events, wait_for
 
 RULES = """\
@@ -32,12 +32,8 @@ def _settings(nats: EmbeddedNats, tmp: Path, **kw: Any) -> Any:
 @pytest.fixture
 async def sched_daemon(nc: Any, nats_server: EmbeddedNats,
                        tmp_path: Path) -> AsyncIterator[Daemon]:
-    d = Daemon(_settings(nats_server, tmp_path, pending_timeout=0.5))
-    await d.start()
-    try:
+    async with running_daemon(_settings(nats_server, tmp_path, pending_timeout=0.5)) as d:
         yield d
-    finally:
-        await d.stop()
 
 
 async def test_asset_stale_once_per_episode(sched_daemon: Daemon, js: Any) -> None:

@@ -21,6 +21,7 @@ from assetd.client import AssetClient
 from assetd.config import Settings
 from assetd.daemon.app import Daemon
 from assetd.daemon.embedded import free_port, nats_server_binary
+from tests.conftest import running_daemon
 
 CONF = Path(__file__).resolve().parent.parent / "deploy" / "nats" / "nats-server.conf"
 PASSWORDS = {"ASSETD_DAEMON_PASSWORD": "d-secret", "ASSETD_PIPELINE_PASSWORD": "p-secret",
@@ -67,15 +68,12 @@ def test_every_deploy_config_validates() -> None:
 @pytest.fixture
 async def secured_daemon(secured_nats: str, tmp_path: Path) -> AsyncIterator[Daemon]:
     """The daemon connected as user ``assetd``."""
-    d = Daemon(Settings(nats_url=secured_nats, nats_user="assetd",
+    settings = Settings(nats_url=secured_nats, nats_user="assetd",
                         nats_password=PASSWORDS["ASSETD_DAEMON_PASSWORD"],  # type: ignore[arg-type]
                         db_url=f"sqlite:///{tmp_path / 'r.db'}", data_dir=tmp_path,
-                        http_port=0, fetch_timeout=1.0))
-    await d.start()
-    try:
+                        http_port=0, fetch_timeout=1.0)
+    async with running_daemon(settings) as d:
         yield d
-    finally:
-        await d.stop()
 
 
 async def _as(url: str, user: str, password: str) -> tuple[Any, list[str]]:

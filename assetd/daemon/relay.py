@@ -25,11 +25,11 @@ class OutboxRelay:
     """
 
     def __init__(self, *, writer: Engine, reader: Engine, js: Callable[[], Any],
-                 batch: int = 1000, sweep_interval: float = 5.0,
+                 batch: int = 1000,
                  publish_timeout: float = 10.0, metrics: Metrics | None = None) -> None:
         self.metrics = metrics
         self.writer, self.reader, self.js, self.batch = writer, reader, js, batch
-        self.sweep_interval, self.publish_timeout = sweep_interval, publish_timeout
+        self.publish_timeout = publish_timeout
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -67,8 +67,7 @@ class OutboxRelay:
                 continue
             if self._stopping:
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.sweep_interval)
+            await self._wake.wait()  # after each commit, and the scheduler's outbox sweep
             self._wake.clear()
 
     async def flush(self) -> int:

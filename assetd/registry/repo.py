@@ -17,7 +17,7 @@ from assetd.schemas.ids import parse_selector
 
 # Hot-path statements are built once and executed with parameter dicts: building
 # ``insert(...).values(**kw)`` per event cost more than the database work itself.
-_IGNORE: dict[tuple[str, str], Insert] = {}
+_IGNORE: dict[tuple[str, str, str | None], Insert] = {}
 
 
 def _insert_ignore(conn: Connection, table: Any, index: list[str],
@@ -26,7 +26,7 @@ def _insert_ignore(conn: Connection, table: Any, index: list[str],
 
     Whether a row went in is read with ``RETURNING``: psycopg reports no rowcount here.
     """
-    key = (conn.dialect.name, table.name)
+    key = (conn.dialect.name, table.name, None if returning is None else returning.name)
     if key not in _IGNORE:
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=index)
