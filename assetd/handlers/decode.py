@@ -13,7 +13,7 @@ from assetd.errors import RejectedError
 from assetd.schemas.envelope import CloudEvent
 from assetd.schemas.ids import BRANCH_RE, EVENT_ID_RE, is_asset, is_project
 from assetd.schemas.inbound import INBOUND
-from assetd.schemas.limits import Limits
+from assetd.schemas.limits import Limits, unstorable
 
 DEFAULT_LIMITS = Limits()
 
@@ -81,6 +81,10 @@ def decode(subject: str, payload: bytes, *, prefix: str, max_bytes: int,
         raise RejectedError(f"payload is not JSON: {str(exc)[:200]}") from None
     if not isinstance(obj, dict):
         raise RejectedError("payload must be a JSON object (a CloudEvent)")
+    if bad := unstorable(payload, obj):
+        raise RejectedError("; ".join(f"{loc}: {msg}" for loc, msg in bad),
+                            [{"loc": loc[:200], "msg": msg, "type": "unstorable"}
+                             for loc, msg in bad])
     event = _validate(CloudEvent, obj, "invalid CloudEvent envelope")
     if event.type not in INBOUND:
         raise RejectedError(f"unknown event type {event.type!r}; known: {', '.join(INBOUND)}")

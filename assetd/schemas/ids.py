@@ -13,6 +13,11 @@ BRANCH_RE = r"^[A-Za-z0-9][A-Za-z0-9_./@+-]{0,127}$"
 ALIAS_RE = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
 EVENT_ID_RE = r"^[\x21-\x7e]{1,128}$"
 SELECTOR_RE = r"^(latest(-[0-9]{1,9})?|v[1-9][0-9]{0,9}|@?[A-Za-z][A-Za-z0-9_-]{0,63})$"
+VERSION_RE = r"^v[1-9][0-9]{0,9}$"
+# The registry's version columns (instance.version, alias_history.version) are INTEGER:
+# 32-bit signed on PostgreSQL, so v2147483648 and above could never name an instance there
+# and would fail the query instead. Refused everywhere, SQLite too, so both behave alike.
+MAX_VERSION = 2**31 - 1
 
 ProjectId = Annotated[str, StringConstraints(pattern=PROJECT_RE)]
 AssetId = Annotated[str, StringConstraints(pattern=ASSET_RE)]
@@ -25,6 +30,8 @@ _ASSET = re.compile(ASSET_RE)
 _SELECTOR = re.compile(SELECTOR_RE)
 _LATEST_N = re.compile(r"^latest-([0-9]{1,9})$")
 _VERSION = re.compile(r"^v([1-9][0-9]{0,9})$")
+_TOO_BIG = (f"version numbers go up to v{MAX_VERSION} (the registry stores them as "
+            "32-bit integers)")
 
 
 def is_project(value: str) -> bool:
@@ -50,7 +57,9 @@ def parse_selector(selector: str) -> tuple[str, int | str]:
     if m := _LATEST_N.match(selector):
         return ("latest", int(m.group(1)))
     if m := _VERSION.match(selector):
-        return ("version", int(m.group(1)))
+        if (n := int(m.group(1))) > MAX_VERSION:
+            raise ValueError(f"invalid selector {selector!r}: {_TOO_BIG}")
+        return ("version", n)
     name = selector.removeprefix("@")
     if name.startswith("latest") or re.match(r"^v[0-9]+$", name):
         raise bad
@@ -62,4 +71,12 @@ def _check_selector(value: str) -> str:
     return value
 
 
+def _check_version(value: str) -> str:
+    if int(value[1:]) > MAX_VERSION:
+        raise ValueError(f"invalid instance {value!r}: {_TOO_BIG}")
+    return value
+
+
 Selector = Annotated[str, StringConstraints(pattern=SELECTOR_RE), AfterValidator(_check_selector)]
+# An explicit ``vN``, 1 ≤ N ≤ MAX_VERSION.
+Version = Annotated[str, StringConstraints(pattern=VERSION_RE), AfterValidator(_check_version)]

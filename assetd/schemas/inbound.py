@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from assetd.schemas.ids import AliasName, AssetId, BranchId, Selector
+from assetd.schemas.ids import AliasName, AssetId, BranchId, Selector, Version
 
 Kind = Literal["data", "model"]
 Key = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -107,7 +107,7 @@ class PromotionRequested(_Data):
 class InstanceUpdated(_Data):
     """A change of state or validity of one explicit instance."""
 
-    instance: Annotated[str, StringConstraints(pattern=r"^v[1-9][0-9]{0,9}$")]
+    instance: Version
     state: Literal["ready", "abandoned"] | None = None
     validity: Literal["valid", "deprecated", "invalidated"] | None = None
     reason: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
@@ -117,7 +117,7 @@ class AliasRollbackRequested(_Data):
     """Move an alias back (``assetctl rollback``): to ``to``, else the previous valid holder."""
 
     alias: AliasName = "champion"
-    to: Annotated[str, StringConstraints(pattern=r"^v[1-9][0-9]{0,9}$")] | None = None
+    to: Version | None = None
     reason: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
     requested_by: Text | None = None
 
