@@ -17,11 +17,15 @@ app.add_typer(rules_app, name="rules")
 
 
 def _load(path: Path) -> LoadedRules:
+    """Load FILE (within the loader's limits) or print its ``FILE:LINE`` errors and exit 1."""
     try:
         return load_rules(path)
     except RulesError as exc:
         for line in exc.errors:
             typer.echo(line, err=True)
+        raise typer.Exit(1) from None
+    except (MemoryError, RecursionError) as exc:  # the limits should prevent it; never a trace
+        typer.echo(f"{path}:0: cannot load: {type(exc).__name__}", err=True)
         raise typer.Exit(1) from None
 
 

@@ -1,11 +1,14 @@
 """The rules in force: loaded at start, reloaded on SIGHUP and when the file changes.
 
-A file that fails validation is refused with its ``FILE:LINE`` errors logged, and the
-previous rules stay in force.
+A file that fails validation, or is over a limit of :mod:`assetd.rules.loader` (size, YAML
+nodes counting alias expansions, nesting, number of rules), is refused with its
+``FILE:LINE`` errors logged once, and the previous rules stay in force; the file is not read
+again until its modification time or size changes (or on SIGHUP).
 """
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,7 @@ class RulesHolder:
         self.loaded_at: datetime | None = None
         self.last_error: list[str] | None = None
         self._stamp: tuple[float, int] | None = None
+        self._lock = threading.Lock()  # the poll job (a thread) and SIGHUP (the loop)
 
     def load_initial(self) -> None:
         """Load at start; an invalid file raises RulesError (the daemon refuses to start)."""
@@ -43,27 +47,32 @@ class RulesHolder:
             self._swap(load_rules(self.path))
 
     def reload(self) -> bool:
-        """Reload from disk; keep the old rules (and log why) if the file does not validate."""
+        """Reload from disk; keep the old rules (and log why) if the file is refused."""
         if self.path is None:
             return False
-        try:
-            new = load_rules(self.path)
-        except RulesError as exc:
-            self.last_error = exc.errors
-            self._stamp = self._file_stamp()
-            log.error("rules reload refused; previous rules stay in force",
-                      path=str(self.path), errors=exc.errors)
-            return False
-        if self.current is None or new.sha256 != self.current.sha256:
-            self._swap(new)
-            log.info("rules reloaded", path=str(self.path), sha256=new.sha256[:12],
-                     count=len(new.rules.rules))
-        return True
+        with self._lock:
+            stamp = self._file_stamp()  # before reading: a change while reading is seen next
+            try:
+                new = load_rules(self.path)
+            except Exception as exc:  # whatever the file does, the rules in force stay
+                errors = (exc.errors if isinstance(exc, RulesError)
+                          else [f"{self.path}:0: cannot load: {exc!r}"[:500]])
+                self.last_error, self._stamp = errors, stamp  # not read again until it changes
+                log.error("rules reload refused; previous rules stay in force",
+                          path=str(self.path), errors=errors)
+                return False
+            if self.current is None or new.sha256 != self.current.sha256:
+                self._swap(new, stamp)
+                log.info("rules reloaded", path=str(self.path), sha256=new.sha256[:12],
+                         count=len(new.rules.rules))
+            else:
+                self.last_error, self._stamp = None, stamp
+            return True
 
-    def _swap(self, new: LoadedRules) -> None:
+    def _swap(self, new: LoadedRules, stamp: tuple[float, int] | None = None) -> None:
         self.current, self.last_error = new, None
         self.loaded_at = datetime.now(UTC)
-        self._stamp = self._file_stamp()
+        self._stamp = stamp or self._file_stamp()
 
     def _file_stamp(self) -> tuple[float, int] | None:
         try:

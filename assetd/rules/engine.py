@@ -9,6 +9,9 @@ from typing import Any, Literal
 from assetd.schemas.rules import Drift, Gate, Rule, RulesFile
 
 TOLERANCE = 1e-9
+MATCH_CACHE_SIZE = 4096
+"""Most (asset, branch) pairs whose first matching rule is remembered per rules file."""
+_UNKNOWN = object()
 Outcome = Literal["gates_passed", "gates_failed", "waiting", "promoted", "rejected"]
 
 
@@ -61,7 +64,23 @@ class Decision:
 
 
 def match_rule(rules: RulesFile, asset: str, branch: str) -> tuple[int, Rule] | None:
-    """The first rule whose ``asset`` and ``branches`` globs match, with its index."""
+    """The first rule whose ``asset`` and ``branches`` globs match, with its index.
+
+    Remembered per rules file and (asset, branch), so an event does not scan every rule.
+    """
+    cache = rules._matches
+    key = (asset, branch)
+    found = cache.get(key, _UNKNOWN)
+    if found is not _UNKNOWN:
+        return found  # type: ignore[return-value]
+    found = _first_match(rules, asset, branch)
+    if len(cache) >= MATCH_CACHE_SIZE:
+        cache.clear()  # many distinct pairs: start over rather than grow without bound
+    cache[key] = found
+    return found
+
+
+def _first_match(rules: RulesFile, asset: str, branch: str) -> tuple[int, Rule] | None:
     for i, rule in enumerate(rules.rules):
         if fnmatchcase(asset, rule.asset) and (
             rule.branches is None or any(fnmatchcase(branch, b) for b in rule.branches)

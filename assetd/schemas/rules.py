@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, model_validator
 
 from assetd.schemas.ids import AliasName, AssetId
 
@@ -90,7 +90,11 @@ class Rule(_Strict):
 
 
 class RulesFile(_Strict):
-    """The whole file."""
+    """The whole file (treated as immutable once validated: a reload builds a new one)."""
 
     version: Literal[1]
     rules: list[Rule] = Field(default_factory=list)
+    # (asset, branch) → the first matching (index, rule) or None; filled by
+    # assetd.rules.engine.match_rule, so a new file (a reload) starts with an empty cache.
+    _matches: dict[tuple[str, str], tuple[int, Rule] | None] = PrivateAttr(
+        default_factory=dict)
