@@ -30,3 +30,9 @@ class Metrics:
         self.rules_loaded = Gauge("assetd_rules_loaded_timestamp_seconds",
                                   "When the rules in force were loaded (0: none)", registry=r)
         self.rules_count = Gauge("assetd_rules", "Rules in force", registry=r)
+        self.loop_up = Gauge("assetd_loop_up",
+                             "1 while a background loop runs, 0 while it is failing",
+                             ["loop"], registry=r)
+        self.loop_restarts = Counter("assetd_loop_restarts",
+                                     "Background loop restarts after an unexpected error",
+                                     ["loop"], registry=r)

@@ -160,3 +160,35 @@ async def until(cond: Any, timeout: float, what: str) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+async def readyz(port: int) -> tuple[int, dict[str, Any]]:
+    """``/readyz`` of a daemon: its status and body (0 and ``{}`` when nothing answers)."""
+    import aiohttp
+
+    try:
+        async with aiohttp.ClientSession() as http, http.get(
+            f"http://127.0.0.1:{port}/readyz", timeout=aiohttp.ClientTimeout(total=20)
+        ) as r:
+            return r.status, await r.json()
+    except (aiohttp.ClientError, TimeoutError):
+        return 0, {}
+
+
+async def publish_seqs(url: str, pub: Publisher, seqs: range) -> None:
+    """Publish the registrations ``seqs`` of ``pub`` (retrying each until acknowledged)."""
+    nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.2,
+                            error_cb=_quiet, disconnected_cb=_noop, reconnected_cb=_noop)
+    try:
+        js = nc.jetstream(timeout=2)
+        pending = list(seqs)
+        while pending:
+            retry = await asyncio.gather(*(pub._one(js, s) for s in pending[:200]))
+            pending = [s for s in retry if s is not None] + pending[200:]
+    finally:
+        await nc.close()
+
+
+def as_nobody(cmd: list[str]) -> list[str]:
+    """``cmd`` run as the unprivileged user 65534 (root ignores file permissions)."""
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]

@@ -47,7 +47,8 @@ async def test_health_ready_and_metrics_move_with_traffic(web_daemon: Daemon) ->
         async with http.get(f"{base}/readyz") as r:
             body = await r.json()
             assert r.status == 200 and body == {"ready": True, "checks": {
-                "nats": True, "database": True, "streams": True, "rules": True}}
+                "nats": True, "database": True, "streams": True, "consumer": True,
+                "loops": True, "rules": True}}
         async with http.get(f"{base}/metrics") as r:
             before = await r.text()
             assert r.headers["Content-Type"].startswith("text/plain")

@@ -76,7 +76,7 @@ async def test_lease_moves_when_its_holder_dies_or_stops(nc: Any, nats_server: E
         assert st["lease"]["holder"] == leader.scheduler.holder
         assert st["lease"]["this_replica"] is False
         assert leader.scheduler._aps is not None
-        leader.scheduler._aps.shutdown(wait=False)  # "dies": stops renewing, keeps the row
+        leader.scheduler._aps.pause()  # "dies": stops renewing, keeps the row
         await wait_for(lambda: _leads(other), timeout=10, what="takeover after expiry")
         leader.scheduler.is_leader = False
     finally:

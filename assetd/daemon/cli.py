@@ -57,8 +57,10 @@ def run(nats_url: NatsUrl = None, db: Db = None, data_dir: DataDir = None,
     settings = _settings(nats_url=nats_url, db_url=db, data_dir=data_dir, rules=rules,
                          http_port=http_port)
     configure(settings.log_level)
+    daemon: Daemon | None = None
     try:
-        run_loop(Daemon(settings).serve())
+        daemon = Daemon(settings)
+        run_loop(daemon.serve())
     except ConfigError as exc:
         _fail(str(exc))
     except RulesError as exc:
@@ -66,6 +68,8 @@ def run(nats_url: NatsUrl = None, db: Db = None, data_dir: DataDir = None,
         _fail("the rules file does not validate; fix it (assetctl rules check FILE)")
     except KeyboardInterrupt:
         pass
+    if daemon is not None and daemon.exit_code:  # the NATS connection was lost for good
+        raise typer.Exit(daemon.exit_code)
 
 
 @app.command()

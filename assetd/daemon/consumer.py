@@ -2,6 +2,12 @@
 
 nats-py's ``fetch`` returns as soon as at least one message is available, so a batch is
 "whatever arrived, up to ``batch_size``": low latency when idle, big batches under load.
+
+The loop runs under the daemon's :class:`~assetd.daemon.supervisor.Supervisor`: anything
+but an idle fetch timeout (the connection gone, the consumer or stream deleted, the
+reconnect buffer full, an ack that failed) ends the run; the supervisor logs it, backs off,
+calls :meth:`PullConsumer.rebind` and runs the loop again. Messages fetched but not acked
+then are redelivered after ``ack_wait``; the inbox makes a second delivery harmless.
 """
 
 from __future__ import annotations
@@ -11,36 +17,63 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import structlog
-from nats.errors import ConnectionClosedError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import ServiceUnavailableError
+from nats.js.errors import NotFoundError
 
 from assetd.config import Settings
-from assetd.daemon.streams import consumer_config
+from assetd.daemon.streams import consumer_config, stream_configs
+from assetd.daemon.supervisor import NatsUnavailableError, Supervisor
 
-log = structlog.get_logger("assetd.consumer")
+LOOP = "inbound"
+DURABLE, STREAM = "assetd", "ASSETD_IN"
+
+
+class MissingStreamError(Exception):
+    """A stream the daemon needs was deleted under it."""
 
 
 class PullConsumer:
     """Pulls ``<prefix>.in.>`` with the durable consumer ``assetd`` and calls ``handle``."""
 
     def __init__(self, *, js: Callable[[], Any], settings: Settings,
-                 handle: Callable[[list[Any]], Awaitable[None]]) -> None:
+                 handle: Callable[[list[Any]], Awaitable[None]], supervisor: Supervisor,
+                 connected: Callable[[], bool],
+                 ensure_streams: Callable[[], Awaitable[None]],
+                 recheck_interval: float = 30.0) -> None:
         self.js, self.settings, self.handle = js, settings, handle
-        self._task: asyncio.Task[None] | None = None
+        self.supervisor, self.connected, self.ensure_streams = supervisor, connected, \
+            ensure_streams
+        self.recheck_interval = recheck_interval
         self._sub: Any = None
+        self._started = False
         self._stopping = False
 
     async def start(self) -> None:
         """Bind to (creating if needed) the durable consumer and start pulling."""
-        s = self.settings
-        if self._task is not None:
+        if self._started:
             return
+        await self._bind()
+        self._started = True
+        self.supervisor.spawn(LOOP, self._run, recover=self.rebind)
+
+    async def rebind(self) -> None:
+        """Before a retry: re-create what is missing (streams, the durable consumer), bind."""
+        if not self.connected():
+            raise NatsUnavailableError("NATS connection lost; nats-py is reconnecting")
+        await self.ensure_streams()
+        await self._bind()
+
+    async def _bind(self) -> None:
+        s = self.settings
+        old, self._sub = self._sub, None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.unsubscribe(), 2)
+        # pull_subscribe creates the durable consumer when it does not exist (deleted, or a
+        # wiped NATS store), with this configuration
         self._sub = await self.js().pull_subscribe(
-            f"{s.subject_prefix}.in.>", durable="assetd", stream="ASSETD_IN",
+            f"{s.subject_prefix}.in.>", durable=DURABLE, stream=STREAM,
             config=consumer_config(s))
-        self._task = asyncio.create_task(self._loop(self._sub), name="inbound-pull")
 
     async def stop(self) -> None:
         """Stop fetching; the batch in hand is finished, committed and acked first.
@@ -51,29 +84,38 @@ class PullConsumer:
         (``graceful_timeout``) and cancels after it.
         """
         self._stopping = True
-        if self._task is None:
+        if not self._started:
             return
-        try:
-            await asyncio.shield(self._task)
-        except asyncio.CancelledError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            raise
+        await self.supervisor.stop(LOOP)
         # Unfetched leftovers stay unacked and are redelivered; without this, closing the
         # connection would drain the subscription for up to 30 s.
-        with contextlib.suppress(Exception):
-            await self._sub.unsubscribe()
+        if self._sub is not None and self.connected():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._sub.unsubscribe(), 2)
 
-    async def _loop(self, sub: Any) -> None:
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        checked = loop.time()
         while not self._stopping:
+            if not self.connected():
+                raise NatsUnavailableError("NATS connection lost; nats-py is reconnecting")
+            if loop.time() - checked > self.recheck_interval:
+                await self._check_streams()
+                checked = loop.time()
             try:
-                msgs = await sub.fetch(batch=self.settings.batch_size,
-                                       timeout=self.settings.fetch_timeout)
+                msgs = await self._sub.fetch(batch=self.settings.batch_size,
+                                             timeout=self.settings.fetch_timeout)
             except (TimeoutError, NatsTimeoutError):
                 continue
-            except (ConnectionClosedError, ServiceUnavailableError) as exc:
-                log.warning("fetch failed; retrying", error=str(exc) or type(exc).__name__)
-                await asyncio.sleep(0.5)
-                continue
             await self.handle(msgs)
+
+    async def _check_streams(self) -> None:
+        """A deleted DLQ or OUT stream does not fail a fetch: look for it now and then."""
+        js = self.js()
+        for cfg in stream_configs(self.settings.subject_prefix):
+            try:
+                await js.stream_info(cfg.name)
+            except NotFoundError:
+                raise MissingStreamError(f"stream {cfg.name} is missing") from None
+            except Exception:  # slow or unreachable: the next fetch tells
+                return

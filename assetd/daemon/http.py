@@ -48,7 +48,11 @@ class HttpServer:
         return web.json_response({"alive": True})
 
     async def _readyz(self, _: web.Request) -> web.Response:
-        checks = await self.ready()
+        try:
+            checks = await asyncio.wait_for(self.ready(), 15)
+        except Exception as exc:  # a check that hangs or breaks is a failed check
+            body = {"ready": False, "checks": {}, "error": f"{type(exc).__name__}: {exc}"[:300]}
+            return web.json_response(body, status=503)
         ok = all(checks.values())
         return web.json_response({"ready": ok, "checks": checks}, status=200 if ok else 503)
 

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
 from sqlalchemy import Engine
 
+from assetd.daemon.supervisor import NatsUnavailableError, Supervisor
 from assetd.metrics import Metrics
 from assetd.registry import repo
 
-log = structlog.get_logger("assetd.relay")
+LOOP = "relay"
 
 
 class OutboxRelay:
@@ -25,13 +24,15 @@ class OutboxRelay:
     """
 
     def __init__(self, *, writer: Engine, reader: Engine, js: Callable[[], Any],
-                 batch: int = 1000,
+                 supervisor: Supervisor, connected: Callable[[], bool] = lambda: True,
+                 recover: Callable[[], Awaitable[None]] | None = None, batch: int = 1000,
                  publish_timeout: float = 10.0, metrics: Metrics | None = None) -> None:
         self.metrics = metrics
         self.writer, self.reader, self.js, self.batch = writer, reader, js, batch
+        self.supervisor, self.connected, self.recover = supervisor, connected, recover
         self.publish_timeout = publish_timeout
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._started = False
         self._stopping = False
         self.published = 0
 
@@ -40,31 +41,22 @@ class OutboxRelay:
         self._wake.set()
 
     def start(self) -> None:
-        """Run the relay loop in the background."""
-        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        """Run the relay loop in the background, under the supervisor (which retries a
+        failed flush with backoff: NATS or the database down, a stream deleted)."""
+        if not self._started:
+            self._started = True
+            self.supervisor.spawn(LOOP, self._run, recover=self.recover)
 
     async def stop(self) -> None:
         """Publish what is pending (bounded by the publish timeout), then stop."""
         self._stopping = True
         self._wake.set()
-        if self._task:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._started:
+            await self.supervisor.stop(LOOP)
 
     async def _run(self) -> None:
-        backoff = 0.1
         while True:
-            try:
-                await self.flush()
-                backoff = 0.1
-            except Exception as exc:
-                log.warning("outbox publish failed; retrying", error=str(exc)[:300],
-                            backoff=backoff)
-                if self._stopping:
-                    return
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
+            await self.flush()
             if self._stopping:
                 return
             await self._wake.wait()  # after each commit, and the scheduler's outbox sweep
@@ -77,6 +69,8 @@ class OutboxRelay:
             rows = await asyncio.to_thread(self._pending)
             if not rows:
                 return total
+            if not self.connected():  # publishing now would only fill the reconnect buffer
+                raise NatsUnavailableError("NATS connection lost; nats-py is reconnecting")
             js = self.js()
             futures = [
                 await js.publish_async(subject, payload, headers={"Nats-Msg-Id": oid})

@@ -4,11 +4,16 @@ Only the lease holder runs freshness checks and pending timeouts. Every replica 
 tries to take the lease every ``lease_ttl / 3``; the lease moves when its holder dies (it
 expires) or stops (it is released). Every replica checks its rules file and sweeps its
 outbox: those act on the replica's own state.
+
+APScheduler runs under the daemon's supervisor: a job that raises is logged and marks the
+``scheduler`` loop failing until that job runs cleanly again; a scheduler that stops by
+itself is started again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import uuid
@@ -17,10 +22,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
 from sqlalchemy import Engine
 
 from assetd.config import Settings
+from assetd.daemon.supervisor import Supervisor
 from assetd.handlers.scheduled import abandon_pending, check_freshness
 from assetd.registry import lease
 from assetd.rules.loader import LoadedRules
@@ -28,6 +36,11 @@ from assetd.schemas.envelope import iso
 
 log = structlog.get_logger("assetd.scheduler")
 LEASE = "scheduler"
+LOOP = "scheduler"
+
+
+class SchedulerStoppedError(Exception):
+    """APScheduler stopped although nobody asked it to."""
 
 
 class Scheduler:
@@ -35,35 +48,79 @@ class Scheduler:
 
     def __init__(self, *, engine: Engine, settings: Settings,
                  rules: Callable[[], LoadedRules | None], wake_relay: Callable[[], None],
-                 check_rules: Callable[[], None]) -> None:
+                 check_rules: Callable[[], None], supervisor: Supervisor,
+                 watch_interval: float = 1.0) -> None:
         self.engine, self.settings, self.rules, self.wake_relay = engine, settings, rules, \
             wake_relay
-        self.check_rules = check_rules
+        self.check_rules, self.supervisor = check_rules, supervisor
+        self.watch_interval = watch_interval
         self.holder = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
         self.is_leader = False
         self.runs = 0
         self._aps: AsyncIOScheduler | None = None
+        self._failed_jobs: dict[str, str] = {}
+        self._stopping = asyncio.Event()
+        self._started = False
 
     def start(self) -> None:
-        """Start renewing the lease and running the jobs."""
+        """Start renewing the lease and running the jobs (under the supervisor)."""
+        if not self._started:
+            self._started = True
+            self.supervisor.spawn(LOOP, self._run)
+
+    async def _run(self) -> None:
+        """Run APScheduler until stopped; raise if it stops by itself."""
+        self._failed_jobs.clear()
+        aps = self._aps = self._build()
+        aps.start()
+        try:
+            while not self._stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self.watch_interval)
+                if aps.state == STATE_STOPPED and not self._stopping.is_set():
+                    raise SchedulerStoppedError("APScheduler stopped by itself")
+        finally:
+            if aps.state != STATE_STOPPED:
+                aps.shutdown(wait=False)
+
+    def _build(self) -> AsyncIOScheduler:
         s = self.settings
-        self._aps = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
+        aps = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
+        aps.add_listener(self._on_job_event, EVENT_JOB_ERROR | EVENT_JOB_EXECUTED)
         now = datetime.now(UTC)
-        self._aps.add_job(self._renew, "interval", seconds=s.lease_ttl / 3, next_run_time=now,
-                          max_instances=1, coalesce=True, id="lease")
-        self._aps.add_job(self._jobs, "interval", seconds=s.scheduler_interval,
-                          next_run_time=now, max_instances=1, coalesce=True, id="jobs")
+        aps.add_job(self._renew, "interval", seconds=s.lease_ttl / 3, next_run_time=now,
+                    max_instances=1, coalesce=True, id="lease")
+        aps.add_job(self._jobs, "interval", seconds=s.scheduler_interval,
+                    next_run_time=now, max_instances=1, coalesce=True, id="jobs")
         # every replica, for its own state: its rules in memory, its relay's sweep
-        self._aps.add_job(self.check_rules, "interval", seconds=s.rules_poll_interval,
-                          max_instances=1, coalesce=True, id="rules-file")
-        self._aps.add_job(self.wake_relay, "interval", seconds=s.outbox_sweep_interval,
-                          max_instances=1, coalesce=True, id="outbox-sweep")
-        self._aps.start()
+        aps.add_job(self.check_rules, "interval", seconds=s.rules_poll_interval,
+                    max_instances=1, coalesce=True, id="rules-file")
+        aps.add_job(self._sweep, "interval", seconds=s.outbox_sweep_interval,
+                    max_instances=1, coalesce=True, id="outbox-sweep")
+        return aps
+
+    async def _sweep(self) -> None:
+        self.wake_relay()  # in the event loop: a plain function job would run in a thread
+
+    def _on_job_event(self, event: JobExecutionEvent) -> None:
+        """A job that raised is logged and fails the loop until it runs cleanly again."""
+        if isinstance(event.exception, asyncio.CancelledError):  # the scheduler shut down
+            return
+        if event.exception is not None:
+            error = f"job {event.job_id}: {type(event.exception).__name__}: {event.exception}"
+            if event.job_id not in self._failed_jobs:
+                log.error("scheduled job raised", job=event.job_id,
+                          error=str(event.exception)[:300], exc_info=event.exception)
+            self._failed_jobs[event.job_id] = error[:300]
+            self.supervisor.failing(LOOP, error)
+        elif self._failed_jobs.pop(event.job_id, None) is not None and not self._failed_jobs:
+            self.supervisor.running(LOOP)
 
     async def stop(self) -> None:
         """Stop; give the lease up so another replica takes over without waiting."""
-        if self._aps is not None and self._aps.running:
-            self._aps.shutdown(wait=False)
+        self._stopping.set()
+        if self._started:
+            await self.supervisor.stop(LOOP)
         if self.is_leader:
             await asyncio.to_thread(self._release)
             self.is_leader = False

@@ -1,14 +1,33 @@
-"""Engines for the registry: SQLite (WAL, ``BEGIN IMMEDIATE`` writers) or PostgreSQL."""
+"""Engines for the registry: SQLite (WAL, ``BEGIN IMMEDIATE`` writers) or PostgreSQL.
+
+A database that stops accepting writes (a read-only file, a full or failing disk, a
+PostgreSQL server in recovery) is picked up again without a restart: connections that saw
+it are dropped (a SQLite connection opened on a read-only file stays read-only for ever),
+and :func:`write_problem` tells the daemon whether it can write at all right now.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+import stat
+import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
+
+# SQLite errors after which a pooled connection is useless even once the cause is fixed
+_SQLITE_STALE = ("readonly database", "disk i/o error", "unable to open database file")
+# PostgreSQL: read_only_sql_transaction (a standby, or default_transaction_read_only)
+_PG_STALE = {"25006"}
+_peers: dict[str, weakref.WeakSet[Engine]] = {}
+_peers_lock = threading.Lock()
+_last_commit: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
 
 
 def is_sqlite(url: str) -> bool:
@@ -23,16 +42,26 @@ def make_engine(url: str, *, writer: bool = True, busy_timeout_ms: int = 5000) -
     "read the highest version, insert the next" cannot race with another process.
     """
     if not is_sqlite(url):
-        return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+        u = make_url(url)
+        args = {} if "connect_timeout" in u.query else {"connect_timeout": 10}
+        engine = create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4,
+                               connect_args=args)
+        event.listen(engine, "handle_error", _on_pg_error)
+        _track_commits(engine)
+        return engine
     database = make_url(url).database
+    path = None
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+        path = str(Path(database).resolve())
     engine = create_engine(
         url, connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
     )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        if path is not None:
+            _heal_sidecars(path)
         dbapi_conn.isolation_level = None  # let SQLAlchemy's begin hook below own BEGIN
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
@@ -47,7 +76,128 @@ def make_engine(url: str, *, writer: bool = True, busy_timeout_ms: int = 5000) -
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql(begin)
 
+    _track_commits(engine)
+    if path is not None:
+        with _peers_lock:
+            _peers.setdefault(path, weakref.WeakSet()).add(engine)
+
+        event.listen(engine, "handle_error", _on_sqlite_error)
+
     return engine
+
+
+def _track_commits(engine: Engine) -> None:
+    """Remember when a transaction last committed on ``engine`` (any error forgets it)."""
+
+    def committed(conn: Any) -> None:
+        _last_commit[engine] = time.monotonic()
+
+    def failed(_ctx: ExceptionContext) -> None:
+        _last_commit.pop(engine, None)
+
+    event.listen(engine, "commit", committed)
+    event.listen(engine, "handle_error", failed)
+
+
+def _on_sqlite_error(ctx: ExceptionContext) -> None:
+    """A read-only or failing file: drop this connection and every pooled connection to
+    the file (the reader's too, which share SQLite's read-only shared-memory index)."""
+    exc = ctx.original_exception
+    if not isinstance(exc, sqlite3.OperationalError):
+        return
+    if not any(s in str(exc).lower() for s in _SQLITE_STALE):
+        return
+    ctx.is_disconnect = True  # this connection is dropped, not returned to the pool
+    # its unfinished statement would keep the file open (SQLAlchemy 2.1 leaves ctx.cursor unset)
+    cursor = getattr(ctx, "cursor", None) or getattr(ctx.execution_context, "cursor", None)
+    if cursor is not None:
+        with contextlib.suppress(Exception):
+            cursor.close()
+    _dispose_all(ctx.engine)
+
+
+def _dispose_all(engine: Engine | None) -> None:
+    """Close the pooled connections of every engine on the same SQLite file: SQLite shares
+    one read-only file descriptor and shared-memory index between a process's connections
+    to a file, and lets go of them only once every connection is closed."""
+    with _peers_lock:
+        group = [e for peers in _peers.values() if engine in peers for e in peers]
+    for each in group:
+        with contextlib.suppress(Exception):
+            each.dispose()
+
+
+def _on_pg_error(ctx: ExceptionContext) -> None:
+    """A read-only PostgreSQL (a standby): reconnect next time, to whatever is primary."""
+    if getattr(ctx.original_exception, "sqlstate", None) in _PG_STALE:
+        ctx.is_disconnect = True
+
+
+def _heal_sidecars(path: str) -> None:
+    """SQLite creates ``-wal`` and ``-shm`` with the database file's permissions: made while
+    the file was read-only, they keep the database read-only after it is fixed. Give them
+    the file's mode again (only ours, only when the file itself is writable)."""
+    with contextlib.suppress(OSError):
+        if not os.access(path, os.W_OK):
+            return
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        for side in (path + "-wal", path + "-shm"):
+            if (os.path.exists(side) and not os.access(side, os.W_OK)
+                    and os.stat(side).st_uid == os.geteuid()):
+                os.chmod(side, mode)
+
+
+def write_problem(engine: Engine, *, timeout_ms: int = 1000,
+                  trust_commit_within: float = 0.0) -> str | None:
+    """Why the database cannot take a write now (``None``: it can). Cheap: SQLite takes the
+    write lock and writes nothing (``BEGIN IMMEDIATE``, a no-op header write, rollback);
+    PostgreSQL answers and is not read-only (a standby, a read-only default).
+
+    ``trust_commit_within``: a commit on ``engine`` that recent (and no error since) is
+    answer enough — so that a readiness probe does not queue for SQLite's write lock behind
+    the daemon's own batches under load."""
+    last = _last_commit.get(engine)
+    if trust_commit_within and last is not None \
+            and time.monotonic() - last < trust_commit_within:
+        return None
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name != "sqlite":
+                read_only = conn.exec_driver_sql("SHOW transaction_read_only").scalar()
+                return None if read_only == "off" else "the database is read-only"
+            raw = conn.connection.dbapi_connection  # no SQLAlchemy begin hook on this path
+            assert raw is not None
+            try:
+                _sqlite_probe(raw, timeout_ms)
+            except sqlite3.OperationalError as exc:
+                if any(s in str(exc).lower() for s in _SQLITE_STALE):
+                    conn.invalidate()
+                    _dispose_all(engine)
+                raise
+        return None
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return f"{type(exc).__name__}: {first}"[:300]
+
+
+def _sqlite_probe(raw: Any, timeout_ms: int) -> None:
+    old = raw.execute("PRAGMA busy_timeout").fetchone()[0]
+    raw.execute(f"PRAGMA busy_timeout={int(timeout_ms)}")
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(raw.execute("PRAGMA user_version").fetchone()[0])
+            raw.execute(f"PRAGMA user_version={version}")  # needs a writable file
+        finally:
+            if raw.in_transaction:  # SQLite may have rolled back by itself (I/O errors)
+                raw.execute("ROLLBACK")
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={int(old)}")
+
+
+def writable(engine: Engine) -> bool:
+    """Tell whether the database can take a write now (see :func:`write_problem`)."""
+    return write_problem(engine) is None
 
 
 def _enable_wal(cur: Any, busy_timeout_ms: int) -> None:
