@@ -9,6 +9,8 @@ from typing import Any
 import orjson
 from nats.js.errors import NotFoundError
 
+from assetd.errors import AssetdError
+
 STREAM = "ASSETD_DLQ"
 
 
@@ -82,7 +84,14 @@ class DeadLetters:
 
     async def replay(self, letter: DeadLetter, *, keep: bool = False) -> str:
         """Publish the original bytes to the original subject; the daemon's inbox makes a
-        second replay of the same event harmless. Removes the letter unless ``keep``."""
+        second replay of the same event harmless. Removes the letter unless ``keep``.
+
+        A letter whose payload was truncated to fit the DLQ cannot be replayed."""
+        if letter.headers.get("Assetd-Truncated") == "true":
+            raise AssetdError(f"dead letter {letter.seq} holds only the first "
+                              f"{len(letter.payload)} of "
+                              f"{letter.headers.get('Assetd-Original-Size')} bytes; "
+                              "it cannot be replayed")
         headers = {k: v for k, v in letter.headers.items()
                    if not k.startswith(("Assetd-", "Nats-"))}
         headers["Assetd-Replayed-From"] = str(letter.seq)

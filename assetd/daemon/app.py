@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -12,6 +13,8 @@ from typing import Any
 import structlog
 from faststream import Context
 from faststream.nats import NatsBroker
+from nats.aio.client import Callback, ErrorCallback
+from sqlalchemy.exc import SQLAlchemyError
 
 import assetd
 from assetd.config import Settings
@@ -22,19 +25,23 @@ from assetd.daemon.relay import OutboxRelay
 from assetd.daemon.rules_watch import RulesHolder, rules_path
 from assetd.daemon.scheduler import Scheduler
 from assetd.daemon.security import nats_security
-from assetd.daemon.streams import ensure_streams
+from assetd.daemon.streams import ensure_project_stream, ensure_streams, stream_configs
+from assetd.daemon.supervisor import NatsUnavailableError, NatsWatch, Supervisor
 from assetd.errors import ConfigError
 from assetd.handlers.inbound import Ingest
-from assetd.handlers.queries import Queries
+from assetd.handlers.queries import REPLY_SLACK, Queries
+from assetd.handlers.tx import OUTBOUND_MAX_BYTES
 from assetd.logs import redact_url
 from assetd.metrics import Metrics
 from assetd.registry import repo
-from assetd.registry.engine import is_sqlite, make_engine
+from assetd.registry.engine import is_sqlite, make_engine, write_problem
 from assetd.registry.migrate import upgrade
 from assetd.schemas.envelope import CloudEvent
 from assetd.schemas.outbound import OUTBOUND
 
 log = structlog.get_logger("assetd.daemon")
+# The daemon's own replies and JetStream deliveries; no client's inbox space.
+DAEMON_INBOX = "_INBOX_assetd"
 
 
 async def _raw(msg: Any) -> Any:
@@ -58,29 +65,94 @@ class Daemon:
         self.writer = make_engine(url, writer=True, busy_timeout_ms=busy)
         self.reader = make_engine(url, writer=False, busy_timeout_ms=busy)
         self.rules = RulesHolder(rules_path(settings))
-        self.broker = build_broker(settings)
+        self._stopping, self._stopped, self.exit_code = False, False, 0
+        self.watch = NatsWatch(connection=self._nc,
+                               stopping=lambda: self._stopping, fatal=self._fatal)
+        self.broker = build_broker(settings, closed_cb=self.watch.closed,
+                                   disconnected_cb=self.watch.disconnected,
+                                   error_cb=self.watch.error,
+                                   reconnected_cb=self.watch.reconnected)
         self.metrics = Metrics()
+        self.supervisor = Supervisor(metrics=self.metrics)
         self.relay = OutboxRelay(writer=self.writer, reader=self.reader, js=self._js,
-                                 metrics=self.metrics)
+                                 supervisor=self.supervisor, connected=self._connected,
+                                 recover=self._ensure_streams, metrics=self.metrics)
         self.ingest = Ingest(engine=self.writer, settings=settings, js=self._js,
                              on_committed=self.relay.wake, rules=lambda: self.rules.current,
-                             metrics=self.metrics)
+                             metrics=self.metrics, max_payload=self._max_payload)
         self.scheduler = Scheduler(engine=self.writer, settings=settings,
                                    rules=lambda: self.rules.current, wake_relay=self.relay.wake,
-                                   check_rules=self.rules.check)
+                                   check_rules=self.rules.check, supervisor=self.supervisor)
         self.http = (HttpServer(host=settings.http_host, port=settings.http_port,
                                 metrics=self.metrics, ready=self.ready, refresh=self.refresh)
                      if settings.http_port else None)
-        self.consumer = PullConsumer(js=self._js, settings=settings, handle=self.ingest.handle)
+        self.consumer = PullConsumer(js=self._js, settings=settings, handle=self.ingest.handle,
+                                     supervisor=self.supervisor, connected=self._connected,
+                                     ensure_streams=self._ensure_streams)
         self.queries = Queries(engine=self.reader, prefix=settings.subject_prefix,
                                status=self.status,
                                max_lineage_depth=settings.max_lineage_depth,
-                               max_lineage_nodes=settings.max_lineage_nodes)
+                               max_lineage_nodes=settings.max_lineage_nodes,
+                               max_lineage_edges=settings.max_lineage_edges,
+                               max_reply=lambda: self._max_payload() - REPLY_SLACK,
+                               events_stream=self._project_stream)
         register_subscribers(self.broker, settings, self)
         self._stop = asyncio.Event()
+        self._background: set[asyncio.Future[bool]] = set()
+        self._ensuring = asyncio.Lock()
 
     def _js(self) -> Any:
         return self.broker.connection.jetstream()
+
+    def _nc(self) -> Any:
+        """The nats-py connection, or None before the first connect and after the stop."""
+        try:
+            return self.broker.connection
+        except Exception:  # FastStream: "Connection is not available yet"
+            return None
+
+    def _connected(self) -> bool:
+        nc = self._nc()
+        return bool(nc is not None and nc.is_connected)
+
+    async def _ensure_streams(self) -> None:
+        """Before a loop's retry: re-create any stream that is missing (deleted, or a wiped
+        NATS store). Existing streams are left alone (their update happens at start)."""
+        if not self._connected():
+            raise NatsUnavailableError("NATS connection lost; nats-py is reconnecting")
+        async with self._ensuring:
+            js, s = self._js(), self.settings
+            for cfg in stream_configs(s.subject_prefix, s.stream_replicas):
+                if not await _present(js.stream_info(cfg.name)):
+                    log.warning("a stream is missing; re-creating the streams", stream=cfg.name)
+                    await ensure_streams(js, s.subject_prefix, s.stream_replicas)
+                    return
+
+    def _fatal(self, reason: str) -> None:
+        """The NATS connection is lost for good: stop, and exit 1 so that the process
+        supervisor (systemd, Kubernetes) starts a fresh process."""
+        if self._stopping:
+            return
+        log.error(f"{reason}; exiting so that the process supervisor restarts assetd")
+        self.exit_code = 1
+        self.request_stop()
+
+    def _max_payload(self) -> int:
+        """The server's ``max_payload`` (headers count against it)."""
+        return int(self.broker.connection.max_payload)
+
+    async def _project_stream(self, project: str) -> str:
+        s = self.settings
+        return await ensure_project_stream(self._js(), s.subject_prefix, project,
+                                           replicas=s.stream_replicas,
+                                           max_consumers=s.max_consumers_per_project)
+
+    def _check_max_payload(self) -> None:
+        """Refuse to run against a server that could refuse what the daemon publishes."""
+        need = OUTBOUND_MAX_BYTES + REPLY_SLACK
+        if self._max_payload() < need:
+            raise ConfigError(f"the NATS server's max_payload is {self._max_payload()} bytes; "
+                              f"assetd needs at least {need} (set max_payload: 1MB)")
 
     async def status(self) -> dict[str, Any]:
         """The ``status`` query's result."""
@@ -105,6 +177,7 @@ class Daemon:
             "lag": lag,
             "outbox_pending": await asyncio.to_thread(self._outbox_pending),
             "lease": await asyncio.to_thread(self._lease),
+            "loops": self.supervisor.status(),
         }
 
     def _lease(self) -> dict[str, Any] | None:
@@ -114,16 +187,18 @@ class Daemon:
             return None
 
     async def ready(self) -> dict[str, bool]:
-        """``/readyz``: NATS connected, database reachable, streams present, rules loaded."""
-        checks = {"nats": bool(self.broker.connection and self.broker.connection.is_connected)}
-        checks["database"] = await asyncio.to_thread(self._db_ok)
-        try:
+        """``/readyz``: NATS connected, the database takes writes, the streams and the durable
+        consumer present, every background loop running, rules loaded."""
+        checks = {"nats": self._connected()}
+        problem = await asyncio.to_thread(write_problem, self.writer, trust_commit_within=5.0)
+        checks["database"] = problem is None
+        checks["streams"] = checks["consumer"] = False
+        if checks["nats"]:
             js = self._js()
-            for name in ("ASSETD_IN", "ASSETD_OUT", "ASSETD_DLQ"):
-                await js.stream_info(name)
-            checks["streams"] = True
-        except Exception:
-            checks["streams"] = False
+            names = [c.name for c in stream_configs(self.settings.subject_prefix)]
+            checks["streams"] = all([await _present(js.stream_info(n)) for n in names])
+            checks["consumer"] = await _present(js.consumer_info("ASSETD_IN", "assetd"))
+        checks["loops"] = self.supervisor.healthy()
         checks["rules"] = self.rules.path is None or self.rules.current is not None
         return checks
 
@@ -138,14 +213,6 @@ class Daemon:
         m.rules_count.set(len(self.rules.current.rules.rules) if self.rules.current else 0)
         m.rules_loaded.set(self.rules.loaded_at.timestamp() if self.rules.loaded_at else 0)
 
-    def _db_ok(self) -> bool:
-        try:
-            with self.reader.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-            return True
-        except Exception:
-            return False
-
     def _outbox_pending(self) -> int | None:
         try:
             with self.reader.connect() as conn:
@@ -156,21 +223,39 @@ class Daemon:
     async def start(self) -> None:
         """Start NATS (if embedded), migrate, declare streams, start consuming and relaying."""
         self.rules.load_initial()  # an invalid rules file stops the start here
+        if self.http is not None:  # /healthz answers, /readyz says what is missing meanwhile
+            await self.http.start()
         if self.embedded:
             await asyncio.to_thread(self.embedded.start)
-        await asyncio.to_thread(upgrade, self.settings.effective_db_url)
-        await self.broker.connect()
+        try:
+            await asyncio.to_thread(upgrade, self.settings.effective_db_url)
+        except (SQLAlchemyError, OSError) as exc:
+            raise ConfigError(f"cannot open or migrate the registry: "
+                              f"{str(exc).splitlines()[0][:300]}") from None
+        await self._connect()
+        self._check_max_payload()
         await self._retrying("declare streams", lambda: ensure_streams(
             self._js(), self.settings.subject_prefix, self.settings.stream_replicas))
         await self.broker.start()
         await self._retrying("bind the inbound consumer", self.consumer.start)
         self.relay.start()
         self.scheduler.start()
-        if self.http is not None:
-            await self.http.start()
         log.info("assetd started", nats=redact_url(self.settings.effective_nats_url),
                  database="sqlite" if is_sqlite(self.settings.effective_db_url) else "postgresql",
                  version=assetd.__version__)
+
+    async def _connect(self) -> None:
+        """Connect; nats-py keeps trying while NATS cannot be reached, for ``startup_timeout``
+        (a signal ends the wait earlier); an error no retry can fix (credentials refused)
+        ends the start at once."""
+        where = redact_url(self.settings.effective_nats_url)
+        try:
+            await asyncio.wait_for(self.broker.connect(), self.settings.startup_timeout)
+        except TimeoutError:
+            raise ConfigError(f"could not connect to NATS at {where} within "
+                              f"{self.settings.startup_timeout:g} s") from None
+        except Exception as exc:
+            raise ConfigError(f"could not connect to NATS at {where}: {exc}") from None
 
     async def _retrying(self, what: str, step: Callable[[], Awaitable[None]]) -> None:
         """Run a startup step against JetStream, retrying while the cluster settles (a new
@@ -191,53 +276,118 @@ class Daemon:
 
     async def stop(self) -> None:
         """Stop fetching, finish and ack the batch in hand, flush the outbox, stop NATS (if
-        embedded) — within ``graceful_timeout``; what is left then is redelivered or
-        published at the next start."""
-        await self.scheduler.stop()
-        if self.http is not None:
-            await self.http.stop()
-        deadline = asyncio.get_running_loop().time() + self.settings.graceful_timeout
-        for step in (self.consumer.stop, self.relay.stop):
-            left = max(0.1, deadline - asyncio.get_running_loop().time())
-            try:
-                await asyncio.wait_for(step(), left)
-            except TimeoutError:
-                log.warning("graceful shutdown timed out", step=step.__qualname__)
-        await self.broker.stop()
+        embedded) — within ``graceful_timeout``, whatever state NATS and the database are
+        in; what is left then is redelivered or published at the next start."""
+        if self._stopped:
+            return
+        self._stopped = self._stopping = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.graceful_timeout
+        spare = min(3.0, self.settings.graceful_timeout / 4)  # for closing the connection
+        for name, step in (("scheduler", self.scheduler.stop), ("http", self._stop_http),
+                           ("inbound", self.consumer.stop), ("relay", self.relay.stop)):
+            await _bounded(name, step, deadline - spare)
+        await _bounded("nats", self._close_nats, deadline)
+        self.watch.release()
         self.writer.dispose()
         self.reader.dispose()
         if self.embedded:
             await asyncio.to_thread(self.embedded.stop)
         log.info("assetd stopped")
 
+    async def _stop_http(self) -> None:
+        if self.http is not None:
+            await self.http.stop()
+
+    async def _close_nats(self) -> None:
+        """Drain the connection if it is up (replies in flight go out); close it otherwise."""
+        nc = self._nc()
+        if nc is None or nc.is_closed:
+            return
+        if nc.is_connected:
+            try:
+                await self.broker.stop()
+            except Exception as exc:
+                log.warning("NATS connection not drained", error=str(exc)[:300])
+        if not nc.is_closed:
+            await nc.close()
+
+    def _reload_in_background(self) -> None:
+        task = asyncio.ensure_future(asyncio.to_thread(self.rules.reload))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def request_stop(self) -> None:
         """Ask :meth:`serve` to return (signal handlers call this)."""
+        self._stopping = True
         self._stop.set()
 
     async def serve(self) -> None:
-        """Run until SIGINT or SIGTERM."""
+        """Run until SIGINT or SIGTERM (``exit_code`` 0), or until the NATS connection is
+        lost for good (``exit_code`` 1); a signal during the start ends it too."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, self.rules.reload)
-        await self.start()
+        # Reloading parses YAML (a second or more for a large file): off the event loop.
+        loop.add_signal_handler(signal.SIGHUP, self._reload_in_background)
         try:
+            starting = asyncio.ensure_future(self.start())
+            stopping = asyncio.ensure_future(self._stop.wait())
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not starting.done():
+                log.info("stop requested while starting")
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await starting
+                return
+            starting.result()  # a failed start raises here
             await self._stop.wait()
         finally:
             await self.stop()
 
 
-def build_broker(settings: Settings) -> NatsBroker:
-    """The NATS broker, reconnecting for ever, without FastStream's per-message logging."""
+async def _present(info: Awaitable[Any]) -> bool:
+    """Whether a JetStream object exists (its info answers within a few seconds)."""
+    try:
+        await asyncio.wait_for(info, 3)
+    except Exception:
+        return False
+    return True
+
+
+async def _bounded(name: str, step: Callable[[], Awaitable[None]], deadline: float) -> None:
+    """Run one shutdown step until ``deadline``; a step that fails or hangs is logged and
+    left behind (its work is redelivered or republished at the next start)."""
+    left = max(0.1, deadline - asyncio.get_running_loop().time())
+    try:
+        await asyncio.wait_for(step(), left)
+    except TimeoutError:
+        log.warning("graceful shutdown timed out", step=name)
+    except Exception as exc:
+        log.warning("graceful shutdown step failed", step=name, error=str(exc)[:300])
+
+
+def build_broker(settings: Settings, *, closed_cb: Callback | None = None,
+                 disconnected_cb: Callback | None = None,
+                 error_cb: ErrorCallback | None = None,
+                 reconnected_cb: Callback | None = None) -> NatsBroker:
+    """The NATS broker, reconnecting for ever, without FastStream's per-message logging;
+    the callbacks tell the daemon when the connection is lost for good."""
     return NatsBroker(
         settings.nats_servers,
         security=nats_security(settings),
         graceful_timeout=30.0,
         max_reconnect_attempts=-1,
+        inbox_prefix=DAEMON_INBOX,
         reconnect_time_wait=1,
         logger=None,
         name="assetd",
         description="assetd: asset events in, registry, follow-up events out.",
+        closed_cb=closed_cb,
+        disconnected_cb=disconnected_cb,
+        error_cb=error_cb,
+        reconnected_cb=reconnected_cb,
     )
 
 
@@ -249,13 +399,19 @@ def register_subscribers(broker: NatsBroker, settings: Settings, daemon: Daemon 
     """
     s = settings
     api = broker.subscriber(f"{s.subject_prefix}.api.>", queue="assetd-api", decoder=_raw,
-                            title="assetd.api.{project}.{method}",
+                            no_reply=True, title="assetd.api.{project}.{method}",
                             description="Queries (CONTRACT §7), core NATS request-reply.")
 
     @api
-    async def on_query(body: Any = Context("message.raw_message")) -> bytes:
+    async def on_query(body: Any = Context("message.raw_message")) -> None:
+        # Replied here, without headers, so that the size check in Queries is exact.
         assert daemon is not None
-        return await daemon.queries.handle(body.subject, body.data)
+        if not daemon.queries.reply_allowed(body.subject, body.reply):
+            log.warning("query refused: reply subject outside the requester's inbox space",
+                        subject=body.subject, reply=(body.reply or "")[:200])
+            return
+        answer = await daemon.queries.handle(body.subject, body.data)
+        await broker.connection.publish(body.reply, answer)
 
     for type_ in OUTBOUND:
         broker.publisher(f"{s.subject_prefix}.out.{{project}}.{{asset}}.{type_}",

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import structlog
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -17,12 +16,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from assetd.config import Settings, limits
 from assetd.errors import RejectedError
 from assetd.handlers.batch import Received, apply_batch, give_up, rejection_row
+from assetd.handlers.deadletter import dead_letter_copy
 from assetd.handlers.decode import decode, read_ids, subject_tokens
 from assetd.metrics import Metrics
+from assetd.registry.engine import write_problem
 from assetd.rules.loader import LoadedRules
 
 log = structlog.get_logger("assetd.inbound")
-HEADER_MAX = 4096
 
 
 class Ingest:
@@ -31,8 +31,10 @@ class Ingest:
     def __init__(self, *, engine: Engine, settings: Settings, js: Callable[[], Any],
                  on_committed: Callable[[], None],
                  rules: Callable[[], LoadedRules | None] = lambda: None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None,
+                 max_payload: Callable[[], int] = lambda: 1024 * 1024) -> None:
         self.engine, self.settings, self.js, self.rules = engine, settings, js, rules
+        self.max_payload = max_payload
         self.metrics = metrics
         self.on_committed = on_committed
         self.counters: Counter[str] = Counter()
@@ -66,10 +68,20 @@ class Ingest:
     async def _batch_failed(self, msgs: list[Any], error: str) -> None:
         """Nak with a growing delay; a message out of attempts goes to the DLQ with the error.
 
-        The registry cannot take its event_rejected then, so it is published directly (same
-        deterministic id as through the outbox).
+        Unless the database itself cannot take a write (down, read-only, locked past the
+        busy timeout, disk failing: the write probe says so): that is no fault of these
+        events, so they are nak'd with the same capped backoff for as long as it lasts, and
+        never dead-lettered for it. The registry cannot take a dead letter's event_rejected
+        either, so that is published directly (same deterministic id as through the outbox).
         """
         s = self.settings
+        problem = await asyncio.to_thread(write_problem, self.engine)
+        if problem is not None:
+            log.warning("database cannot take writes; batch nak'd until it can",
+                        problem=problem, size=len(msgs))
+            self.counters["retry"] += len(msgs)
+            await asyncio.gather(*(m.nak(delay=self._delay(m)) for m in msgs))
+            return
         spent = [m for m in msgs if m.metadata.num_delivered >= s.max_deliver]
         retry = [m for m in msgs if m.metadata.num_delivered < s.max_deliver]
         self.counters["retry"] += len(retry)
@@ -130,25 +142,20 @@ class Ingest:
         return batch, decisions
 
     async def _dead_letter(self, msgs: list[Any], batch: list[Received]) -> None:
-        """Copy each rejected message, bytes and headers, to ``ASSETD_DLQ`` with its reason."""
+        """Copy each rejected message to ``ASSETD_DLQ`` with its reason, sized to fit."""
         js = self.js()
         for msg, rec in zip(msgs, batch, strict=True):
             if rec.outcome != "rejected":
                 continue
             log.info("event rejected", reason=rec.error, **_fields(rec))
             tok = rec.tokens
-            headers = {k: v for k, v in (msg.headers or {}).items() if not k.startswith("Nats-")}
-            headers.update({
-                "Nats-Msg-Id": f"dlq:{rec.seq}",
-                "Assetd-Reason": _header(rec.error or "rejected"),
-                "Assetd-Errors": _header(orjson.dumps(rec.errors).decode()),
-                "Assetd-Inbound-Subject": _header(msg.subject),
-                "Assetd-Inbound-Seq": str(rec.seq),
-                "Assetd-Event-Id": tok.event_id or "",
-            })
-            subject = f"{self.settings.subject_prefix}.dlq.{tok.project}.{tok.asset}.{tok.type}"
+            copy = dead_letter_copy(
+                subject=f"{self.settings.subject_prefix}.dlq.{tok.project}.{tok.asset}.{tok.type}",
+                data=msg.data, headers=msg.headers, reason=rec.error or "rejected",
+                errors=rec.errors, inbound_subject=msg.subject, seq=rec.seq,
+                event_id=tok.event_id, max_payload=self.max_payload())
             try:
-                await js.publish(subject, msg.data, headers=headers, timeout=5)
+                await js.publish(copy.subject, copy.payload, headers=copy.headers, timeout=5)
             except Exception as exc:  # NATS trouble: leave the message for redelivery
                 log.warning("dead-letter publish failed; will retry", error=str(exc))
                 rec.outcome = "retry"
@@ -157,10 +164,6 @@ class Ingest:
         """nak_delay * 2**(attempt-1), at most 60 s."""
         attempt = max(1, int(msg.metadata.num_delivered))
         return float(min(self.settings.nak_delay * 2 ** min(attempt - 1, 16), 60.0))
-
-
-def _header(value: str) -> str:
-    return value.replace("\r", " ").replace("\n", " ")[:HEADER_MAX]
 
 
 def _fields(rec: Received) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,32 +19,54 @@ from assetd.schemas.api import REQUESTS
 from assetd.schemas.ids import is_project
 
 log = structlog.get_logger("assetd.api")
+# Room for the reply's protocol line (NATS counts headers against max_payload too).
+REPLY_SLACK = 4096
+_INBOX = re.compile(r"_INBOX(\.[A-Za-z0-9_~/@+-]{1,64}){1,8}")
 
 
 class Queries:
-    """Answers ``<prefix>.api.<project>.<method>`` and ``<prefix>.api.status``."""
+    """Answers ``<prefix>.api.<project>.<method>`` and ``<prefix>.api.status``.
+
+    A reply goes only to the requester's own inbox space (``_INBOX.<project>.…`` for a
+    project's query, ``_INBOX.…`` for ``status``) and is never larger than ``max_reply()``
+    bytes: a page of instances is cut short (``next`` says where to go on), a lineage graph
+    is cut (``truncated``), anything else that cannot fit is refused as ``invalid``.
+    """
 
     def __init__(self, *, engine: Engine, prefix: str,
                  status: Callable[[], Awaitable[dict[str, Any]]],
-                 max_lineage_depth: int = 50, max_lineage_nodes: int = 10_000) -> None:
+                 max_lineage_depth: int = 50, max_lineage_nodes: int = 10_000,
+                 max_lineage_edges: int = 50_000,
+                 max_reply: Callable[[], int] = lambda: 1024 * 1024 - REPLY_SLACK,
+                 events_stream: Callable[[str], Awaitable[str]] | None = None) -> None:
         self.engine, self.prefix, self.status = engine, prefix, status
-        self.lineage_limits = {"max_depth": max_lineage_depth, "max_nodes": max_lineage_nodes}
+        self.events_stream = events_stream
+        self.max_reply = max_reply
+        self.lineage_limits = {"max_depth": max_lineage_depth, "max_nodes": max_lineage_nodes,
+                               "max_edges": max_lineage_edges}
+
+    def reply_allowed(self, subject: str, reply: str | None) -> bool:
+        """May the answer to a request on ``subject`` go to ``reply``?"""
+        if not reply or not _INBOX.fullmatch(reply):
+            return False
+        parts = subject.split(".")
+        return len(parts) != 4 or reply.startswith(f"_INBOX.{parts[2]}.")
 
     async def handle(self, subject: str, payload: bytes) -> bytes:
         """Answer one request; every failure becomes ``{"ok": false, "error": …}``."""
         try:
-            result = await self._answer(subject, payload)
-            return orjson.dumps({"ok": True, "result": result})
+            method, result = await self._answer(subject, payload)
+            return self._fit(method, result)
         except QueryError as exc:
             return _error(exc.code, exc.message)
         except Exception as exc:
             log.exception("query failed", subject=subject)
             return _error("internal", f"{type(exc).__name__}: {exc}"[:500])
 
-    async def _answer(self, subject: str, payload: bytes) -> Any:
+    async def _answer(self, subject: str, payload: bytes) -> tuple[str, Any]:
         parts = subject.split(".")
         if parts == [self.prefix, "api", "status"]:
-            return await self.status()
+            return "status", await self.status()
         if len(parts) != 4 or not is_project(parts[2]) or parts[3] not in REQUESTS:
             raise QueryError("invalid", f"use {self.prefix}.api.<project>.<method> with method "
                              f"one of {', '.join(REQUESTS)}, or {self.prefix}.api.status")
@@ -58,7 +81,25 @@ class Queries:
             message = "; ".join(f"{e['loc']}: {e['msg']}" for e in errs)
             raise QueryError("invalid", message) from None
         args = req.model_dump()
-        return await asyncio.to_thread(self._run, project, method, args)
+        if method == "events_stream":
+            if self.events_stream is None:
+                raise QueryError("internal", "this daemon keeps no project streams")
+            return method, {"stream": await self.events_stream(project),
+                            "subjects": f"{self.prefix}.out.{project}.>"}
+        return method, await asyncio.to_thread(self._run, project, method, args)
+
+    def _fit(self, method: str, result: Any) -> bytes:
+        """The reply, cut to ``max_reply()`` bytes where the method allows it."""
+        limit = self.max_reply()
+        reply = orjson.dumps({"ok": True, "result": result})
+        if len(reply) <= limit:
+            return reply
+        if method == "instances" and len(result["items"]) > 1:
+            return _fit_page(result, limit)
+        if method == "lineage" and len(result["nodes"]) > 1:
+            return _fit_graph(result, limit)
+        raise QueryError("invalid", f"the reply would be {len(reply)} bytes, over the NATS "
+                         f"limit of {limit}; ask for less")
 
     def _run(self, project: str, method: str, args: dict[str, Any]) -> Any:
         with self.engine.connect() as conn:
@@ -78,6 +119,42 @@ class Queries:
             if method == "timeline":
                 return reads.timeline(conn, project=project, **args)
             return reads.decisions(conn, project=project, **args)
+
+
+def _fit_page(page: dict[str, Any], limit: int) -> bytes:
+    """The longest prefix of a page of instances that fits; ``next`` continues after it."""
+    items = page["items"]
+    lo, hi = 1, len(items) - 1  # items[:hi + 1] did not fit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if len(_page(items[:mid])) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    reply = _page(items[:lo])
+    if len(reply) > limit:
+        raise QueryError("invalid", f"one instance is over the NATS limit of {limit} bytes")
+    return reply
+
+
+def _page(items: list[dict[str, Any]]) -> bytes:
+    return orjson.dumps({"ok": True, "result": {"items": items,
+                                                "next": items[-1]["version"]}})
+
+
+def _fit_graph(graph: dict[str, Any], limit: int) -> bytes:
+    """Halve the graph (walk order kept, so nearer nodes stay) until it fits."""
+    nodes, edges = graph["nodes"], graph["edges"]
+    while True:
+        nodes = nodes[: max(1, len(nodes) // 2)]
+        keep = {n["id"] for n in nodes}
+        edges = [e for e in edges if e["from"] in keep and e["to"] in keep]
+        reply = orjson.dumps({"ok": True, "result": {"nodes": nodes, "edges": edges,
+                                                     "truncated": True}})
+        if len(reply) <= limit:
+            return reply
+        if len(nodes) == 1:
+            raise QueryError("invalid", f"one node is over the NATS limit of {limit} bytes")
 
 
 def _error(code: str, message: str) -> bytes:

@@ -12,10 +12,15 @@ import orjson
 from pydantic import BaseModel
 from sqlalchemy import Connection
 
+from assetd.errors import RejectedError
 from assetd.registry import repo
 from assetd.rules.loader import LoadedRules
 from assetd.schemas.envelope import iso
 
+# What one outbound event may weigh: the relay must never hand NATS a message it refuses
+# (a refused publish closes the connection). The daemon checks at start that the server's
+# max_payload leaves room for it and its headers.
+OUTBOUND_MAX_BYTES = 512 * 1024
 _NS = uuid.UUID("6f1c1d1e-5b0e-4a52-9a0c-a55e7d000001")
 
 
@@ -89,9 +94,12 @@ class Tx:
         Its id derives from ``key`` (default: the inbound id ``cause``), so a retried batch
         queues the same ids and the outbox and JetStream both drop the copy.
         """
-        self.outbox.append(outbound(prefix=self.prefix, project=project, branch=branch,
-                                    asset=asset, type_=type_, cause=cause, data=data, key=key,
-                                    now=self.now))
+        row = outbound(prefix=self.prefix, project=project, branch=branch, asset=asset,
+                       type_=type_, cause=cause, data=data, key=key, now=self.now)
+        if len(row["payload"]) > OUTBOUND_MAX_BYTES:
+            raise RejectedError(f"its {type_} event would be {len(row['payload'])} bytes; the "
+                                f"limit is {OUTBOUND_MAX_BYTES} (send fewer or smaller values)")
+        self.outbox.append(row)
 
     def keep(self) -> None:
         """The current event's change stands: its outbound events go in with the batch."""

@@ -15,6 +15,7 @@ from assetd.schemas.envelope import iso
 from assetd.schemas.ids import parse_selector
 
 MAX_LINEAGE_NODES = 10_000
+MAX_LINEAGE_EDGES = 50_000
 
 
 def instance_view(conn: Connection, rows: list[Any]) -> list[dict[str, Any]]:
@@ -135,53 +136,76 @@ def _latest_ready(conn: Connection, project: str, branch: str) -> dict[str, Any]
 
 def lineage(conn: Connection, *, project: str, branch: str, asset: str, selector: str,
             direction: str, depth: int, max_depth: int = 50,
-            max_nodes: int = MAX_LINEAGE_NODES) -> dict[str, Any]:
-    """Walk input/consumption edges up- or downstream, breadth first, to ``depth`` levels."""
+            max_nodes: int = MAX_LINEAGE_NODES,
+            max_edges: int = MAX_LINEAGE_EDGES) -> dict[str, Any]:
+    """Walk input/consumption edges up- or downstream, breadth first, to ``depth`` levels.
+
+    The walk stops at ``max_nodes`` nodes or ``max_edges`` edges; ``truncated`` says so."""
     if depth > max_depth:
         raise InvalidError(f"depth {depth} is over the limit of {max_depth}")
     start = repo.resolve(conn, project=project, branch=branch, asset=asset, selector=selector,
                          allow_invalid=True)
-    nodes: dict[str, dict[str, Any]] = {}
-    edges: list[dict[str, str]] = []
-    by_id = {start.id: start}
-    nodes[_node_id(start)] = _node(start)
+    walk = _Walk(conn, direction, max_nodes, max_edges)
+    walk.add(start)
     frontier = [start.id]
     for _ in range(depth):
-        if not frontier:
+        if not frontier or walk.truncated:
             break
-        frontier = _step(conn, frontier, direction, by_id, nodes, edges)
-        if len(nodes) > max_nodes:
-            raise InvalidError(f"lineage has more than {max_nodes} nodes; ask for less depth")
-    return {"nodes": list(nodes.values()), "edges": edges}
+        frontier = walk.step(frontier)
+    return {"nodes": list(walk.nodes.values()), "edges": walk.edges,
+            "truncated": walk.truncated}
 
 
-def _step(conn: Connection, frontier: list[int], direction: str, by_id: dict[int, Any],
-          nodes: dict[str, dict[str, Any]], edges: list[dict[str, str]]) -> list[int]:
-    near = EDGE.c.downstream_id if direction == "upstream" else EDGE.c.upstream_id
-    far = EDGE.c.upstream_id if direction == "upstream" else EDGE.c.downstream_id
-    rows = list(conn.execute(
-        select(EDGE.c.relation, near.label("near"), far.label("far"), EDGE.c.consumer)
-        .where(near.in_(frontier)).order_by(EDGE.c.id)
-    ))
-    missing = {r.far for r in rows if r.far is not None and r.far not in by_id}
-    if missing:
-        for inst in conn.execute(select(INSTANCE).where(INSTANCE.c.id.in_(missing))):
-            by_id[inst.id] = inst
-    nxt: list[int] = []
-    for r in rows:
-        near_id = _node_id(by_id[r.near])
-        if r.far is None:
-            far_id = f"consumer:{r.consumer}"
-            nodes.setdefault(far_id, {"id": far_id, "asset": None, "branch": None,
-                                      "instance": None, "kind": "consumer", "name": r.consumer})
-        else:
-            far_id = _node_id(by_id[r.far])
-            if far_id not in nodes:
-                nodes[far_id] = _node(by_id[r.far])
-                nxt.append(r.far)
-        src, dst = (far_id, near_id) if direction == "upstream" else (near_id, far_id)
-        edges.append({"from": src, "to": dst, "relation": r.relation})
-    return nxt
+class _Walk:
+    """The lineage graph as it is walked, bounded in nodes and edges."""
+
+    def __init__(self, conn: Connection, direction: str, max_nodes: int,
+                 max_edges: int) -> None:
+        self.conn, self.direction = conn, direction
+        self.max_nodes, self.max_edges = max_nodes, max_edges
+        self.nodes: dict[str, dict[str, Any]] = {}
+        self.edges: list[dict[str, str]] = []
+        self.by_id: dict[int, Any] = {}
+        self.truncated = False
+
+    def add(self, row: Any) -> str:
+        self.by_id[row.id] = row
+        self.nodes[_node_id(row)] = _node(row)
+        return _node_id(row)
+
+    def step(self, frontier: list[int]) -> list[int]:
+        near = EDGE.c.downstream_id if self.direction == "upstream" else EDGE.c.upstream_id
+        far = EDGE.c.upstream_id if self.direction == "upstream" else EDGE.c.downstream_id
+        room = self.max_edges - len(self.edges)
+        rows = list(self.conn.execute(
+            select(EDGE.c.relation, near.label("near"), far.label("far"), EDGE.c.consumer)
+            .where(near.in_(frontier)).order_by(EDGE.c.id).limit(room + 1)
+        ))
+        missing = {r.far for r in rows if r.far is not None and r.far not in self.by_id}
+        if missing:
+            for inst in self.conn.execute(select(INSTANCE).where(INSTANCE.c.id.in_(missing))):
+                self.by_id[inst.id] = inst
+        nxt: list[int] = []
+        for r in rows:
+            if len(self.edges) >= self.max_edges:
+                self.truncated = True
+                break
+            far_id = f"consumer:{r.consumer}" if r.far is None else _node_id(self.by_id[r.far])
+            if far_id not in self.nodes:
+                if len(self.nodes) >= self.max_nodes:
+                    self.truncated = True
+                    break
+                if r.far is None:
+                    self.nodes[far_id] = {"id": far_id, "asset": None, "branch": None,
+                                          "instance": None, "kind": "consumer",
+                                          "name": r.consumer}
+                else:
+                    self.add(self.by_id[r.far])
+                    nxt.append(r.far)
+            near_id = _node_id(self.by_id[r.near])
+            src, dst = (far_id, near_id) if self.direction == "upstream" else (near_id, far_id)
+            self.edges.append({"from": src, "to": dst, "relation": r.relation})
+        return nxt
 
 
 def _node_id(row: Any) -> str:
