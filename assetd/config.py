@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from pydantic_settings import (
 
 from assetd.schemas.ids import BranchId
 from assetd.schemas.limits import Limits
+
+_TOKEN = re.compile(r"[A-Za-z0-9_~/@+-]{1,64}")
 
 
 class Settings(BaseSettings):
@@ -33,6 +36,9 @@ class Settings(BaseSettings):
     nats_tls_ca: Path | None = None
     nats_tls_cert: Path | None = None
     nats_tls_key: Path | None = None
+    nats_inbox_prefix: str | None = Field(
+        default=None, pattern=r"^_INBOX(\.[A-Za-z0-9_~/@+-]{1,64}){1,6}$",
+        description="None: _INBOX.<project>.<user> (see docs/runbook.md, who may do what)")
     embedded_nats_port: int = Field(default=4223, ge=1, le=65535)
     embedded_nats_sync_interval: str = Field(
         default="100ms", pattern=r"^(always|[0-9]+(ms|s|m|h))$",
@@ -47,6 +53,9 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8080, ge=0, le=65535)
     http_host: str = "127.0.0.1"
     stream_replicas: int = Field(default=1, ge=1, le=5, description="3 in a NATS cluster")
+    max_consumers_per_project: int = Field(
+        default=32, ge=1, le=10_000,
+        description="durable consumers a project's services may create on ASSETD_OUT_<project>")
     subject_prefix: str = Field(default="assetd", pattern=r"^[A-Za-z0-9_-]{1,32}$")
 
     project: str | None = None
@@ -59,6 +68,7 @@ class Settings(BaseSettings):
     max_inputs: int = Field(default=256, ge=0, le=100_000)
     max_lineage_depth: int = Field(default=20, ge=1, le=50)
     max_lineage_nodes: int = Field(default=10_000, ge=1)
+    max_lineage_edges: int = Field(default=50_000, ge=1)
     batch_size: int = Field(default=500, ge=1, le=10000)
     fetch_timeout: float = Field(default=2.0, gt=0, description="idle long-poll")
     max_deliver: int = Field(default=10, ge=1)
@@ -97,6 +107,14 @@ class Settings(BaseSettings):
     def effective_db_url(self) -> str:
         """The registry URL: the configured one or SQLite under the data dir."""
         return self.db_url or f"sqlite:///{self.data_dir / 'registry.db'}"
+
+    def inbox_prefix(self, project: str) -> str:
+        """Where this client's replies and deliveries arrive: its own inbox space.
+
+        ``_INBOX.<project>.<user>`` by default, so that a NATS config can allow each user
+        its own inbox only, and the daemon answers a project's queries only there."""
+        user = self.nats_user if self.nats_user and _TOKEN.fullmatch(self.nats_user) else "client"
+        return self.nats_inbox_prefix or f"_INBOX.{project}.{user}"
 
     def nats_connect_options(self) -> dict[str, Any]:
         """Keyword arguments for ``nats.connect`` carrying the configured credentials."""

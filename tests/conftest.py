@@ -57,12 +57,13 @@ def nats_server() -> Iterator[EmbeddedNats]:
 
 @pytest.fixture
 async def nc(nats_server: EmbeddedNats) -> AsyncIterator[Any]:
-    """A fresh connection; the assetd streams are deleted first so each test starts empty."""
+    """A fresh connection; every assetd stream is deleted first so each test starts empty."""
     conn = await nats.connect(nats_server.url)
     js = conn.jetstream()
-    for name in ("ASSETD_IN", "ASSETD_OUT", "ASSETD_DLQ"):
-        with contextlib.suppress(Exception):
-            await js.delete_stream(name)
+    for info in await js.streams_info():  # the per-project ASSETD_OUT_<project> too
+        if info.config.name.startswith("ASSETD_"):
+            with contextlib.suppress(Exception):
+                await js.delete_stream(info.config.name)
     yield conn
     await conn.close()
 

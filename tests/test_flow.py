@@ -125,14 +125,14 @@ async def test_same_event_id_applies_once_with_and_without_header(
     """The inbox dedupes by id for ever: with the header, without it (as after the window)."""
     ev = envelope("asset_registered", "features", {"kind": "data"}, event_id="run-1/step-1")
     await publish(js, ev)
-    await publish(js, ev)  # inside JetStream's window: dropped by JetStream itself
+    await publish(js, ev)  # JetStream drops it if inside its (100 ms) window, else the inbox
     await publish(js, ev, header=False)  # what a re-publish after the window looks like
     await publish(js, ev, header=False)
     await client.register_data("features", event_id="marker", wait=False)
     await wait_for(lambda: _instances(client, "features", 2), what="marker applied")
     items = (await client.list_instances("features"))["items"]
     assert [i["instance"] for i in items] == ["v2", "v1"]
-    assert daemon.ingest.counters["duplicate"] == 2
+    assert daemon.ingest.counters["duplicate"] in (2, 3)
     created = await out_events(js, "instance_created")
     assert len(created) == 2 and len({e["id"] for e in created}) == 2
 

@@ -17,7 +17,7 @@ from typing import Any
 import nats
 import pytest
 
-from assetd.client import AssetClient
+from assetd.client import AssetClient, PermissionDeniedError
 from assetd.config import Settings
 from assetd.daemon.app import Daemon
 from assetd.daemon.embedded import free_port, nats_server_binary
@@ -71,7 +71,7 @@ async def secured_daemon(secured_nats: str, tmp_path: Path) -> AsyncIterator[Dae
     settings = Settings(nats_url=secured_nats, nats_user="assetd",
                         nats_password=PASSWORDS["ASSETD_DAEMON_PASSWORD"],  # type: ignore[arg-type]
                         db_url=f"sqlite:///{tmp_path / 'r.db'}", data_dir=tmp_path,
-                        http_port=0, fetch_timeout=1.0)
+                        http_port=0, fetch_timeout=1.0, max_consumers_per_project=3)
     async with running_daemon(settings) as d:
         yield d
 
@@ -129,3 +129,118 @@ async def test_roles_on_the_deploy_config(secured_daemon: Daemon, secured_nats: 
         first = await asyncio.wait_for(stream.__anext__(), 15)
         assert first["data"]["instance"] == "v1", "service reads outbound durably"
         await stream.aclose()
+
+
+def _role(url: str, user: str) -> Settings:
+    key = {"pipeline-fraud": "ASSETD_PIPELINE_PASSWORD", "service-fraud": "ASSETD_SERVICE_PASSWORD",
+           "operator": "ASSETD_OPERATOR_PASSWORD"}[user]
+    return Settings(nats_url=url, nats_user=user, nats_password=PASSWORDS[key])  # type: ignore[arg-type]
+
+
+async def _sub_denied(nc: Any, errors: list[str], subject: str) -> bool:
+    before = len(errors)
+    await nc.subscribe(subject)
+    await nc.flush()
+    for _ in range(50):
+        if len(errors) > before:
+            return f'subscription to "{subject.lower()}"' in errors[-1].lower()
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_each_user_reads_only_its_own_inbox(secured_daemon: Daemon,
+                                                  secured_nats: str) -> None:
+    """No role but the operator may subscribe to another user's inbox, or to all of them;
+    clients work on their own inbox prefix."""
+    for user, own in (("pipeline-fraud", "_INBOX.fraud.pipeline-fraud.>"),
+                      ("service-fraud", "_INBOX.fraud.service-fraud.>")):
+        for subject in ("_INBOX.>", "_INBOX.other.>", "_INBOX.fraud.>", "_INBOX_assetd.>",
+                        "_INBOX.fraud.operator.>"):
+            nc, errors = await _as(secured_nats, user, _role(secured_nats, user)
+                                   .nats_password.get_secret_value())  # type: ignore[union-attr]
+            try:
+                assert await _sub_denied(nc, errors, subject), (user, subject)
+            finally:
+                await nc.close()
+        assert _role(secured_nats, user).inbox_prefix("fraud") + ".>" == own
+    async with AssetClient("fraud", settings=_role(secured_nats, "pipeline-fraud"),
+                           timeout=15) as c:
+        assert (await c.register_data("d", wait=True))["instance"] == "v1"
+
+
+async def test_services_touch_only_their_projects_consumers(secured_daemon: Daemon,
+                                                            secured_nats: str) -> None:
+    """A service cannot create, inspect or repoint consumers outside its project's stream,
+    and creates at most ASSETD_MAX_CONSUMERS_PER_PROJECT there."""
+    async with AssetClient("other", settings=_role(secured_nats, "operator"), timeout=15) as op:
+        await op.register_data("x", wait=True)
+        other_stream = (await op.request("events_stream"))["stream"]
+        await op.nc.jetstream().add_consumer("ASSETD_OUT", durable_name="server",
+                                             filter_subject="assetd.out.other.>")
+    from nats.js.api import ConsumerConfig
+    svc = _role(secured_nats, "service-fraud")
+    async with AssetClient("fraud", settings=svc, timeout=5) as c:
+        js = c.nc.jetstream()
+        attempts = [
+            js.add_consumer("ASSETD_OUT", ConsumerConfig(durable_name="spy",
+                                                         filter_subject="assetd.out.other.>")),
+            js.add_consumer(other_stream, ConsumerConfig(durable_name="spy")),
+            js.add_consumer("ASSETD_OUT", ConsumerConfig(
+                name="server", durable_name="server", filter_subject="assetd.out.nobody.>")),
+            js.consumer_info("ASSETD_OUT", "server"),
+            js.delete_consumer("ASSETD_OUT", "server"),
+        ]
+        for attempt in attempts:
+            with pytest.raises(PermissionDeniedError):
+                await c._guarded(attempt)
+        for i in range(3):
+            stream = c.events(durable=f"d{i}")
+            task = asyncio.ensure_future(stream.__anext__())
+            await asyncio.sleep(0.5)
+            assert not task.done(), "the project's own consumers work"
+            task.cancel()
+        with pytest.raises(Exception, match="maximum consumers"):
+            await c.events(durable="d3").__anext__()
+    async with AssetClient("other", settings=_role(secured_nats, "operator"), timeout=15) as op:
+        info = await op.nc.jetstream().consumer_info("ASSETD_OUT", "server")
+        assert info.config.filter_subject == "assetd.out.other.>", "not repointed"
+
+
+async def test_only_operators_publish_operators_event_types(secured_daemon: Daemon,
+                                                            secured_nats: str) -> None:
+    """Pipelines cannot publish forced promotions, invalidations or rollbacks; the client
+    says so at once, in one line naming the subject; operators can."""
+    pipeline = _role(secured_nats, "pipeline-fraud")
+    async with AssetClient("fraud", settings=pipeline, timeout=15) as c:
+        await c.register_model("m", annotations={"f1": 0.9}, wait=True)
+        with pytest.raises(PermissionDeniedError,
+                           match=r'publish to assetd\.in\.fraud\.m\.promotion_requested'):
+            await c.request_promotion("m", "v1", reason="mine", force=True)
+        with pytest.raises(PermissionDeniedError, match="instance_updated"):
+            await c.update_instance("m", "v1", reason="x", validity="invalidated")
+        with pytest.raises(PermissionDeniedError, match="alias_rollback_requested"):
+            await c.rollback("m", reason="x", wait=False)
+    async with AssetClient("fraud", settings=_role(secured_nats, "operator"), timeout=15) as op:
+        done = await op.request_promotion("m", "v1", reason="pin", force=True, wait=True)
+        assert done["instance"] == "v1" and done["manual"] is True
+
+
+async def test_a_query_cannot_make_the_daemon_publish_elsewhere(secured_daemon: Daemon,
+                                                                secured_nats: str) -> None:
+    """A query whose reply subject is another project's outbound subject publishes nothing
+    there, and no subscriber of that project sees it."""
+    async with AssetClient("other", settings=_role(secured_nats, "operator"), timeout=15) as op:
+        await op.register_model("m", wait=True)
+    nc, _ = await _as(secured_nats, "pipeline-fraud", PASSWORDS["ASSETD_PIPELINE_PASSWORD"])
+    try:
+        await nc.publish("assetd.api.fraud.assets", b"{}",
+                         reply="assetd.out.other.m.asset_promoted")
+        await nc.flush()
+    finally:
+        await nc.close()
+    async with AssetClient("fraud", settings=_role(secured_nats, "pipeline-fraud"),
+                           timeout=15) as c:
+        await c.list_assets()  # the daemon has handled the request before this one
+    async with AssetClient("other", settings=_role(secured_nats, "operator"), timeout=15) as op:
+        info = await op.nc.jetstream().stream_info("ASSETD_OUT", subjects_filter=">")
+        assert "assetd.out.other.m.asset_promoted" not in (info.state.subjects or {})

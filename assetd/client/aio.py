@@ -10,21 +10,25 @@ import asyncio
 import contextlib
 import getpass
 import os
+import re
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
 import nats
 import orjson
+import structlog
 
 from assetd.config import Settings, load_settings
 from assetd.errors import AssetdError, QueryError
 from assetd.schemas.ids import is_asset, is_project
 
 Kind = Literal["data", "model"]
+T = TypeVar("T")
+log = structlog.get_logger("assetd.client")
 
 
 class EventRejectedError(AssetdError):
@@ -41,6 +45,18 @@ class PromotionRejectedError(AssetdError):
     def __init__(self, event_id: str, reason: str, details: dict[str, Any]) -> None:
         super().__init__(f"promotion {event_id} rejected: {reason}")
         self.event_id, self.reason, self.details = event_id, reason, details
+
+
+class PermissionDeniedError(AssetdError):
+    """NATS refused this user an action (publish or subscribe) on ``subject``."""
+
+    def __init__(self, action: str, subject: str) -> None:
+        super().__init__(f"NATS denied {action} to {subject}: this user lacks the permission "
+                         "(docs/runbook.md, who may do what)")
+        self.action, self.subject = action, subject
+
+
+_DENIED = re.compile(r'permissions violation for (publish|subscription) to "([^"]*)"')
 
 
 def default_source() -> str:
@@ -67,13 +83,16 @@ class AssetClient:
         self.prefix = self.settings.subject_prefix
         self.timeout = timeout
         self._nc: Any = None
+        self._denial_waiters: set[asyncio.Future[tuple[str, str]]] = set()
 
     async def connect(self) -> Self:
         """Connect to NATS (the configured URL, else the local embedded daemon's)."""
         if self._nc is None:
             self._nc = await nats.connect(self.settings.nats_servers,
                                           name="assetd-client", connect_timeout=5,
-                                          max_reconnect_attempts=3, error_cb=_quiet,
+                                          max_reconnect_attempts=3,
+                                          error_cb=self._on_error,
+                                          inbox_prefix=self.settings.inbox_prefix(self.project),
                                           **self.settings.nats_connect_options())
         return self
 
@@ -89,6 +108,34 @@ class AssetClient:
         if self._nc is not None:
             await self._nc.drain()
             self._nc = None
+
+    async def _on_error(self, exc: Exception) -> None:
+        """nats-py reports a permission denial asynchronously: hand it to the waiting call
+        (other connection errors surface from the call itself, as one clear error)."""
+        if m := _DENIED.search(str(exc)):
+            for waiter in self._denial_waiters:
+                if not waiter.done():
+                    waiter.set_result((m.group(1), m.group(2)))
+
+    async def _guarded(self, op: Awaitable[T]) -> T:
+        """Run ``op``; if NATS denies something meanwhile, raise PermissionDeniedError at once
+        instead of waiting for a timeout."""
+        denied: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
+        self._denial_waiters.add(denied)
+        task = asyncio.ensure_future(op)
+        try:
+            both: set[asyncio.Future[Any]] = {task, denied}
+            await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
+            if denied.done() and not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+                raise PermissionDeniedError(*denied.result())
+            return task.result()
+        finally:
+            self._denial_waiters.discard(denied)
+            if not task.done():
+                task.cancel()
 
     async def __aenter__(self) -> Self:
         return await self.connect()
@@ -111,10 +158,11 @@ class AssetClient:
             "subject": asset, "project": self.project, "branch": branch or self.branch,
             "datacontenttype": "application/json", "data": data,
         }
+        # No Nats-Msg-Id: JetStream would deduplicate it across every project on the stream;
+        # the daemon applies each (project, id) once, for ever (docs/events.md).
         js = self._nc.jetstream()
-        await js.publish(f"{self.prefix}.in.{self.project}.{asset}.{type_}",
-                         orjson.dumps(envelope), headers={"Nats-Msg-Id": eid},
-                         timeout=self.timeout)
+        await self._guarded(js.publish(f"{self.prefix}.in.{self.project}.{asset}.{type_}",
+                                       orjson.dumps(envelope), timeout=self.timeout))
         return eid
 
     async def define(self, asset: str, kind: Kind, *, name: str | None = None,
@@ -295,9 +343,12 @@ class AssetClient:
         config = ConsumerConfig(
             ack_policy=AckPolicy.EXPLICIT, filter_subject=subject,
             deliver_policy=DeliverPolicy.ALL if deliver == "all" else DeliverPolicy.NEW)
+        # The project's own stream (ASSETD_OUT_<project>), which the daemon keeps: NATS
+        # permissions can then give a service this project's consumers and no other's.
+        stream = (await self.request("events_stream"))["stream"]
         js = self._nc.jetstream()
-        sub = await js.pull_subscribe(subject, durable=durable, stream="ASSETD_OUT",
-                                      config=config)
+        sub = await self._guarded(js.pull_subscribe(subject, durable=durable, stream=stream,
+                                                    config=config))
         try:
             while True:
                 try:
@@ -305,7 +356,9 @@ class AssetClient:
                 except (TimeoutError, nats.errors.TimeoutError):
                     continue
                 for msg in msgs:
-                    yield orjson.loads(msg.data)
+                    event = _event(msg.data)
+                    if event is not None:  # anything else would come back on every redelivery
+                        yield event
                     await msg.ack()
         finally:
             with contextlib.suppress(Exception):
@@ -352,7 +405,8 @@ class AssetClient:
         subject = (f"{self.prefix}.api.status" if method == "status"
                    else f"{self.prefix}.api.{self.project}.{method}")
         try:
-            msg = await self._nc.request(subject, orjson.dumps(body), timeout=self.timeout)
+            msg = await self._guarded(self._nc.request(subject, orjson.dumps(body),
+                                                       timeout=self.timeout))
         except nats.errors.NoRespondersError:
             raise QueryError("internal",
                              "no assetd daemon answers on NATS; is it running?") from None
@@ -410,8 +464,16 @@ class AssetClient:
         return result
 
 
-async def _quiet(exc: Exception) -> None:
-    """nats-py prints a traceback per connection error; callers get one clear error instead."""
+def _event(data: bytes) -> dict[str, Any] | None:
+    """An outbound CloudEvent, or None (logged) for a message that is not one."""
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        event = None
+    if isinstance(event, dict) and isinstance(event.get("data"), dict) and "type" in event:
+        return event
+    log.warning("skipped a message that is not an assetd event", size=len(data))
+    return None
 
 
 def parse_input(value: dict[str, str] | str) -> dict[str, str]:

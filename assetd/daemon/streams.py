@@ -11,6 +11,7 @@ from nats.js.api import (
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    StreamSource,
 )
 from nats.js.errors import NotFoundError
 
@@ -19,17 +20,57 @@ from assetd.config import Settings
 DAY = 86_400.0
 
 
+# JetStream deduplicates by Nats-Msg-Id across the whole stream, whatever the subject: on
+# ASSETD_IN one project's id would swallow another's event. The daemon's inbox deduplicates
+# per project for ever, so the inbound window is the server's minimum.
+IN_DUPLICATE_WINDOW = 0.1
+
+
 def stream_configs(prefix: str, replicas: int = 1) -> list[StreamConfig]:
-    """``ASSETD_IN``, ``ASSETD_OUT`` and ``ASSETD_DLQ``: file storage, 2-minute dedup window."""
+    """``ASSETD_IN``, ``ASSETD_OUT`` and ``ASSETD_DLQ``: file storage; a 2-minute dedup
+    window for what the daemon publishes (deterministic ids), the minimum for ``ASSETD_IN``."""
     common: dict[str, Any] = {
         "retention": RetentionPolicy.LIMITS, "storage": StorageType.FILE,
         "num_replicas": replicas, "duplicate_window": 120.0,
     }
     return [
-        StreamConfig(name="ASSETD_IN", subjects=[f"{prefix}.in.>"], max_age=7 * DAY, **common),
+        StreamConfig(name="ASSETD_IN", subjects=[f"{prefix}.in.>"], max_age=7 * DAY,
+                     **(common | {"duplicate_window": IN_DUPLICATE_WINDOW})),
         StreamConfig(name="ASSETD_OUT", subjects=[f"{prefix}.out.>"], max_age=30 * DAY, **common),
         StreamConfig(name="ASSETD_DLQ", subjects=[f"{prefix}.dlq.>"], max_age=90 * DAY, **common),
     ]
+
+
+def project_stream(project: str) -> str:
+    """The stream a project's services consume: its own outbound events, nothing else."""
+    return f"ASSETD_OUT_{project}"
+
+
+def project_stream_config(prefix: str, project: str, *, replicas: int = 1,
+                          max_consumers: int = 32) -> StreamConfig:
+    """``ASSETD_OUT_<project>``: sourced from ``ASSETD_OUT``, filtered to the project.
+
+    NATS permissions name streams and consumers by token, and a consumer name cannot carry
+    the project; a stream per project can. So a service may be allowed
+    ``$JS.API.CONSUMER.*.ASSETD_OUT_<project>.>`` and nothing of another project, and
+    ``max_consumers`` bounds what it can create."""
+    return StreamConfig(
+        name=project_stream(project), subjects=[], max_age=30 * DAY,
+        retention=RetentionPolicy.LIMITS, storage=StorageType.FILE, num_replicas=replicas,
+        max_consumers=max_consumers,
+        sources=[StreamSource(name="ASSETD_OUT", filter_subject=f"{prefix}.out.{project}.>")])
+
+
+async def ensure_project_stream(js: Any, prefix: str, project: str, *, replicas: int = 1,
+                                max_consumers: int = 32) -> str:
+    """Create ``ASSETD_OUT_<project>`` unless it exists; return its name."""
+    cfg = project_stream_config(prefix, project, replicas=replicas,
+                                max_consumers=max_consumers)
+    try:
+        await js.stream_info(cfg.name)
+    except NotFoundError:
+        await js.add_stream(cfg)
+    return str(cfg.name)
 
 
 async def ensure_streams(js: Any, prefix: str, replicas: int = 1) -> None:

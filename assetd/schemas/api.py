@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-from assetd.schemas.ids import AssetId, BranchId, Selector
+from assetd.schemas.ids import MAX_VERSION, AssetId, BranchId, Selector
 from assetd.schemas.inbound import Kind, StrMap
+
+
+def _storable_version(value: int | None) -> int | None:
+    if value is not None and value > MAX_VERSION:
+        raise ValueError(f"versions go up to {MAX_VERSION} (the registry stores them as "
+                         "32-bit integers)")
+    return value
 
 
 class _Req(BaseModel):
@@ -38,7 +45,7 @@ class InstancesRequest(_Req):
     asset: AssetId
     branch: BranchId = "main"
     limit: int = Field(default=50, ge=1, le=500)
-    before: int | None = Field(default=None, ge=1)
+    before: Annotated[int | None, AfterValidator(_storable_version)] = Field(default=None, ge=1)
 
 
 class LineageRequest(_Req):
@@ -67,6 +74,11 @@ class TimelineRequest(_Req):
     limit: int = Field(default=1000, ge=1, le=10000)
 
 
+class EventsStreamRequest(_Req):
+    """Where a project's services read its outbound events durably (an extension of §7):
+    the daemon makes sure the project's own stream ``ASSETD_OUT_<project>`` exists."""
+
+
 class ApiError(BaseModel):
     """What went wrong with a query."""
 
@@ -89,4 +101,5 @@ REQUESTS: dict[str, type[_Req]] = {
     "lineage": LineageRequest,
     "decisions": DecisionsRequest,
     "timeline": TimelineRequest,
+    "events_stream": EventsStreamRequest,
 }
