@@ -94,7 +94,7 @@ async def test_model_server_example_follows_promotions(daemon: Daemon, tmp_path:
 def _consumer(c: AssetClient, name: str) -> Any:
     async def exists() -> bool:
         try:
-            await c.nc.jetstream().consumer_info("ASSETD_OUT", name)
+            await c.nc.jetstream().consumer_info("ASSETD_OUT_fraud", name)  # the project's stream
         except Exception:
             return False
         return True

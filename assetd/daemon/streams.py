@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from nats.js.api import (
@@ -70,7 +71,20 @@ async def ensure_project_stream(js: Any, prefix: str, project: str, *, replicas:
         await js.stream_info(cfg.name)
     except NotFoundError:
         await js.add_stream(cfg)
+        await _caught_up(js, cfg.name, f"{prefix}.out.{project}.>")
     return str(cfg.name)
+
+
+async def _caught_up(js: Any, name: str, subjects: str, timeout: float = 10.0) -> None:
+    """Wait until a new project stream holds what ``ASSETD_OUT`` held for it at creation, so
+    that a consumer created next with ``deliver=new`` really starts after the past."""
+    source = await js.stream_info("ASSETD_OUT", subjects_filter=subjects)
+    want = sum((source.state.subjects or {}).values())
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (await js.stream_info(name)).state.messages < want:
+        if asyncio.get_running_loop().time() > deadline:
+            return  # consumers still work; deliver=new may then see some of the past
+        await asyncio.sleep(0.02)
 
 
 async def ensure_streams(js: Any, prefix: str, replicas: int = 1) -> None:
