@@ -117,7 +117,8 @@ async def test_definitions_sync(daemon: Daemon, tmp_path: Path) -> None:
     assert found["transactions"]["properties"] == {"owner": "ml", "sla_hours": "26"}
     assert found["fraud_model"]["description"] == "about fraud_model"
     counters = daemon.ingest.counters
-    assert counters["applied"] + counters["duplicate"] == 2, "the second sync changed nothing"
+    assert counters["applied"] == 2, "the second sync changed nothing"
+    assert counters["duplicate"] <= 2, "the inbox took the second sync's ids as duplicates"
 
 
 async def test_definitions_sync_reports_bad_file(daemon: Daemon, tmp_path: Path) -> None:

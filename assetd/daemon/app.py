@@ -65,7 +65,7 @@ class Daemon:
         self.writer = make_engine(url, writer=True, busy_timeout_ms=busy)
         self.reader = make_engine(url, writer=False, busy_timeout_ms=busy)
         self.rules = RulesHolder(rules_path(settings))
-        self._stopping, self._stopped, self.exit_code = False, False, 0
+        self._stopping, self._stopped, self._serving, self.exit_code = False, False, False, 0
         self.watch = NatsWatch(connection=self._nc,
                                stopping=lambda: self._stopping, fatal=self._fatal)
         self.broker = build_broker(settings, closed_cb=self.watch.closed,
@@ -240,6 +240,7 @@ class Daemon:
         await self._retrying("bind the inbound consumer", self.consumer.start)
         self.relay.start()
         self.scheduler.start()
+        self._serving = True
         log.info("assetd started", nats=redact_url(self.settings.effective_nats_url),
                  database="sqlite" if is_sqlite(self.settings.effective_db_url) else "postgresql",
                  version=assetd.__version__)
@@ -293,7 +294,8 @@ class Daemon:
         self.reader.dispose()
         if self.embedded:
             await asyncio.to_thread(self.embedded.stop)
-        log.info("assetd stopped")
+        if self._serving:  # a start that failed has said why in one line already
+            log.info("assetd stopped")
 
     async def _stop_http(self) -> None:
         if self.http is not None:

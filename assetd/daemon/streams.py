@@ -65,14 +65,14 @@ def project_stream_config(prefix: str, project: str, *, replicas: int = 1,
 async def ensure_project_stream(js: Any, prefix: str, project: str, *, replicas: int = 1,
                                 max_consumers: int = 32) -> str:
     """Create ``ASSETD_OUT_<project>`` unless it exists; return its name."""
-    cfg = project_stream_config(prefix, project, replicas=replicas,
-                                max_consumers=max_consumers)
+    name = project_stream(project)
     try:
-        await js.stream_info(cfg.name)
+        await js.stream_info(name)
     except NotFoundError:
-        await js.add_stream(cfg)
-        await _caught_up(js, cfg.name, f"{prefix}.out.{project}.>")
-    return str(cfg.name)
+        await js.add_stream(project_stream_config(prefix, project, replicas=replicas,
+                                                  max_consumers=max_consumers))
+        await _caught_up(js, name, f"{prefix}.out.{project}.>")
+    return name
 
 
 async def _caught_up(js: Any, name: str, subjects: str, timeout: float = 10.0) -> None:
