@@ -192,3 +192,15 @@ async def publish_seqs(url: str, pub: Publisher, seqs: range) -> None:
 def as_nobody(cmd: list[str]) -> list[str]:
     """``cmd`` run as the unprivileged user 65534 (root ignores file permissions)."""
     return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+
+
+def applied(db: Path) -> int:
+    """Instances in a SQLite registry (0 while it cannot be read)."""
+    try:
+        conn = sqlite3.connect(db)
+        try:
+            return int(conn.execute("SELECT count(*) FROM instance").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0

@@ -22,6 +22,7 @@ from tests.conftest import running_nats
 from tests.faults import (
     DaemonProcess,
     Publisher,
+    applied,
     check_exactly_once,
     dead_lettered,
     registry_ledger,
@@ -44,14 +45,7 @@ def make_daemon(venv_bin: Path, url: str, db: Path, tmp: Path, **env: str) -> Da
 
 
 async def applied_count(db: Path) -> int:
-    try:
-        conn = sqlite3.connect(db)
-        try:
-            return int(conn.execute("SELECT count(*) FROM instance").fetchone()[0])
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return 0
+    return applied(db)
 
 
 async def test_kill_9_three_times_loses_and_repeats_nothing(

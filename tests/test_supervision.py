@@ -13,7 +13,6 @@ import asyncio
 import os
 import shutil
 import signal
-import sqlite3
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from tests.conftest import daemon_settings, running_daemon, running_nats
 from tests.faults import (
     DaemonProcess,
     Publisher,
+    applied,
     as_nobody,
     check_exactly_once,
     dead_lettered,
@@ -54,18 +54,6 @@ class LogRecorder:
             self.lines.append((level, event, fields))
 
         return record
-
-
-def applied(db: Path) -> int:
-    """Instances in a SQLite registry (0 while it cannot be read)."""
-    try:
-        conn = sqlite3.connect(db)
-        try:
-            return int(conn.execute("SELECT count(*) FROM instance").fetchone()[0])
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return 0
 
 
 def counts(name: str, pub: Publisher, db: Path, dead: set[int]) -> str:
