@@ -15,9 +15,10 @@ from pathlib import Path
 import orjson
 
 from assetd.handlers.batch import Received, apply_batch
-from assetd.handlers.decode import decode, subject_tokens
+from assetd.handlers.decode import decode
 from assetd.registry.engine import make_engine
 from assetd.registry.migrate import upgrade
+from assetd.schemas import wire
 
 
 def main() -> None:
@@ -33,7 +34,7 @@ def main() -> None:
     msgs = []
     for i in range(args.n):
         asset = f"model_{i % 10}"
-        msgs.append((f"assetd.in.bench.{asset}.asset_registered", orjson.dumps({
+        msgs.append((f"assetd.in.bench.main.{asset}.asset_registered", orjson.dumps({
             "specversion": "1.0", "id": str(uuid.uuid4()), "source": "bench",
             "type": "asset_registered", "subject": asset, "project": "bench",
             "data": {"kind": "model", "annotations": {"f1_score": 0.8, "i": i},
@@ -41,7 +42,7 @@ def main() -> None:
     t0 = time.perf_counter()
     recs = []
     for subject, payload in msgs:
-        rec = Received(tokens=subject_tokens(subject, "assetd"), seq=1, delivered=1)
+        rec = Received(tokens=wire.parse_in(subject, "assetd"), seq=1, delivered=1)
         rec.item = decode(subject, payload, prefix="assetd", max_bytes=262144)
         recs.append(rec)
     t1 = time.perf_counter()

@@ -27,6 +27,8 @@ from pathlib import Path
 import nats
 import orjson
 
+from assetd.schemas import wire
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -72,7 +74,8 @@ async def run(n: int, assets: int, window: int, url: str, rate: float) -> dict[s
             if len(latencies) == n:
                 done.set()
 
-    await nc.subscribe("assetd.out.bench.*.instance_created", cb=on_created)
+    await nc.subscribe(wire.out_subject("assetd", "bench", "main", "*", "instance_created"),
+                       cb=on_created)
     await nc.flush()
     first = time.perf_counter()
     pending = []
@@ -85,8 +88,8 @@ async def run(n: int, assets: int, window: int, url: str, rate: float) -> dict[s
                 "kind": "model", "annotations": {"f1_score": 0.8, "i": i},
                 "tags": {"run": str(i)}}})
         sent[eid] = time.perf_counter()
-        pending.append(await js.publish_async(f"assetd.in.bench.{asset}.asset_registered", body,
-                                              headers={"Nats-Msg-Id": eid}))
+        subject = wire.in_subject("assetd", "bench", "main", asset, "asset_registered")
+        pending.append(await js.publish_async(subject, body, headers={"Nats-Msg-Id": eid}))
         if rate:  # paced: publish i at first + i/rate
             delay = first + i / rate - time.perf_counter()
             if delay > 0:

@@ -75,7 +75,7 @@ class Publisher:
                              "type": "asset_registered", "subject": asset,
                              "project": self.project,
                              "data": {"kind": "model", "annotations": {"seq": seq}}})
-        return f"assetd.in.{self.project}.{asset}.asset_registered", body, eid
+        return f"assetd.in.{self.project}.main.{asset}.asset_registered", body, eid
 
     async def run(self, window: int = 200) -> None:
         nc = await nats.connect(self.url.split(","), max_reconnect_attempts=-1,

@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 
+from assetd.schemas import wire
+
 
 def envelope(type_: str, asset: str, data: dict[str, Any], *, project: str = "fraud",
              branch: str = "main", event_id: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -22,7 +24,8 @@ def envelope(type_: str, asset: str, data: dict[str, Any], *, project: str = "fr
 async def publish(js: Any, ev: dict[str, Any], *, header: bool = True,
                   subject: str | None = None) -> None:
     """Publish an event to its inbound subject (with ``Nats-Msg-Id`` unless told not to)."""
-    subj = subject or f"assetd.in.{ev['project']}.{ev['subject']}.{ev['type']}"
+    subj = subject or wire.in_subject("assetd", ev["project"], ev.get("branch", "main"),
+                                      ev["subject"], ev["type"])
     headers = {"Nats-Msg-Id": ev["id"]} if header else None
     await js.publish(subj, orjson.dumps(ev), headers=headers)
 

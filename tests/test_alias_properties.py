@@ -17,11 +17,12 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
 from assetd.handlers.batch import Received, apply_batch
-from assetd.handlers.decode import decode, subject_tokens
+from assetd.handlers.decode import decode
 from assetd.registry.engine import make_engine
 from assetd.registry.migrate import upgrade
 from assetd.registry.tables import ALIAS, ALIAS_HISTORY, INSTANCE
 from assetd.rules.loader import parse_rules
+from assetd.schemas import wire
 
 RULES = parse_rules(b"""
 version: 1
@@ -77,8 +78,8 @@ def _event(project: str, op: tuple[Any, ...]) -> Received:
                 "validity": "invalidated" if kind == "invalidate" else "valid"}
     ev = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "prop", "type": type_,
           "subject": "m", "project": project, "data": data}
-    subject = f"assetd.in.{project}.m.{type_}"
-    rec = Received(tokens=subject_tokens(subject, "assetd"), seq=next(_seq), delivered=1)
+    subject = f"assetd.in.{project}.main.m.{type_}"
+    rec = Received(tokens=wire.parse_in(subject, "assetd"), seq=next(_seq), delivered=1)
     rec.item = decode(subject, orjson.dumps(ev), prefix="assetd", max_bytes=1 << 20)
     return rec
 

@@ -30,7 +30,7 @@ def _ev(**over: Any) -> dict[str, Any]:
     return ev
 
 
-SUBJ = "assetd.in.fraud.features.asset_registered"
+SUBJ = "assetd.in.fraud.main.features.asset_registered"
 CASES: list[tuple[str, str, bytes, str]] = [
     ("not_json", SUBJ, b"{not json", "payload is not JSON"),
     ("nan_literal", SUBJ, b'{"specversion":"1.0","score":NaN}', "payload is not JSON"),
@@ -45,23 +45,27 @@ CASES: list[tuple[str, str, bytes, str]] = [
      "anotations"),
     ("bad_spec", SUBJ, orjson.dumps(_ev(specversion="0.3")), "specversion"),
     ("id_with_space", SUBJ, orjson.dumps(_ev(id="a b")), "invalid CloudEvent envelope: id"),
-    ("asset_with_dot", "assetd.in.fraud.features.asset_registered",
+    ("asset_with_dot", "assetd.in.fraud.main.features.asset_registered",
      orjson.dumps(_ev(subject="feat.ures")), "subject"),
-    ("asset_with_star", "assetd.in.fraud.fea*tures.asset_registered",
+    ("asset_with_star", "assetd.in.fraud.main.fea*tures.asset_registered",
      orjson.dumps(_ev(subject="fea*tures")), "subject"),
-    ("asset_gt", "assetd.in.fraud.fea>.asset_registered",
+    ("asset_gt", "assetd.in.fraud.main.fea>.asset_registered",
      orjson.dumps(_ev(subject="fea>")), "subject"),
     ("bad_branch", SUBJ, orjson.dumps(_ev(branch="-main")), "branch"),
     ("project_mismatch", SUBJ, orjson.dumps(_ev(project="other")), "subject/payload mismatch"),
-    ("type_mismatch", "assetd.in.fraud.features.asset_consumed", orjson.dumps(_ev()),
+    ("branch_mismatch", SUBJ, orjson.dumps(_ev(branch="user.alice")),
+     "branch 'user~alice' != subject token 'main'"),
+    ("v1_subject", "assetd.in.fraud.features.asset_registered", orjson.dumps(_ev()),
+     "subject must be assetd.in.<project>.<branch token>.<asset>.<type>"),
+    ("type_mismatch", "assetd.in.fraud.main.features.asset_consumed", orjson.dumps(_ev()),
      "subject/payload mismatch"),
-    ("extra_tokens", "assetd.in.fraud.x.features.asset_registered", orjson.dumps(_ev()),
+    ("extra_tokens", "assetd.in.fraud.main.x.features.asset_registered", orjson.dumps(_ev()),
      "subject must be"),
-    ("unknown_type", "assetd.in.fraud.features.asset_exploded",
+    ("unknown_type", "assetd.in.fraud.main.features.asset_exploded",
      orjson.dumps(_ev(type="asset_exploded")), "unknown event type"),
     ("oversize", SUBJ, orjson.dumps(_ev(data={"kind": "data", "tags": {"x": "y" * 300_000}})),
      "the limit is 262144"),
-    ("negative_version", "assetd.in.fraud.features.instance_updated",
+    ("negative_version", "assetd.in.fraud.main.features.instance_updated",
      orjson.dumps(envelope("instance_updated", "features",
                            {"instance": "v-1", "state": "ready", "reason": "r"})), "instance"),
     ("huge_map", SUBJ, orjson.dumps(_ev(data={"kind": "data",
@@ -94,8 +98,10 @@ async def test_bad_input_is_dead_lettered_and_valid_traffic_continues(
     tokens = subject.split(".")
     assert msg.subject.startswith("assetd.dlq.")
     assert rejected[0]["_subject"].endswith(".event_rejected")
-    if len(tokens) == 5 and tokens[2] == "fraud" and tokens[3] == "features":
-        assert rejected[0]["_subject"] == "assetd.out.fraud.features.event_rejected"
+    if len(tokens) == 6 and tokens[2:5] == ["fraud", "main", "features"]:
+        assert rejected[0]["_subject"] == "assetd.out.fraud.main.features.event_rejected"
+    if len(tokens) == 5:  # a version 1 publisher hears why, on its project's subjects
+        assert rejected[0]["_subject"] == "assetd.out.fraud._.features.event_rejected"
 
     info = await js.consumer_info("ASSETD_IN", "assetd")
     assert info.num_ack_pending == 0 and info.num_pending == 0, "everything acked"
@@ -103,18 +109,18 @@ async def test_bad_input_is_dead_lettered_and_valid_traffic_continues(
 
 async def test_unknown_token_becomes_underscore(client: AssetClient, js: Any) -> None:
     """Tokens that are not valid identifiers are routed as ``_`` in DLQ and event_rejected."""
-    await js.publish("assetd.in.fraud.bad$asset.asset_registered", b"x")
+    await js.publish("assetd.in.fraud.main.bad$asset.asset_registered", b"x")
     await client.register_data("features", wait=True)
     rejected = await wait_for(lambda: out_events(js, "event_rejected"), what="event_rejected")
-    assert rejected[0]["_subject"] == "assetd.out.fraud._.event_rejected"
+    assert rejected[0]["_subject"] == "assetd.out.fraud.main._.event_rejected"
     dlq = await stream_messages(js, "ASSETD_DLQ")
-    assert dlq[0].subject == "assetd.dlq.fraud._.asset_registered"
+    assert dlq[0].subject == "assetd.dlq.fraud.main._.asset_registered"
 
 
 async def test_redelivered_rejection_is_published_once(client: AssetClient, js: Any) -> None:
     """The rejection's outbound id is deterministic, so one bad message yields one event."""
     ev = envelope("asset_consumed", "nothing", {"instance": "v9"})
-    await js.publish("assetd.in.fraud.nothing.asset_consumed", orjson.dumps(ev))
+    await js.publish("assetd.in.fraud.main.nothing.asset_consumed", orjson.dumps(ev))
     await client.register_data("features", wait=True)
     rejected = await wait_for(lambda: out_events(js, "event_rejected"), what="event_rejected")
     assert len(rejected) == 1

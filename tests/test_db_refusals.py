@@ -21,6 +21,7 @@ from assetd.daemon.app import Daemon
 from assetd.errors import RejectedError
 from assetd.handlers.decode import decode
 from assetd.registry.tables import ALIAS_HISTORY, INSTANCE
+from assetd.schemas import wire
 from assetd.schemas.api import InstancesRequest, ResolveRequest
 from assetd.schemas.ids import MAX_VERSION, Selector, Version, parse_selector
 from assetd.schemas.inbound import AliasRollbackRequested, InstanceUpdated
@@ -36,7 +37,8 @@ def _raw(ev: dict[str, Any]) -> bytes:
 
 
 def _subject(ev: dict[str, Any]) -> str:
-    return f"assetd.in.{ev['project']}.{ev['subject']}.{ev['type']}"
+    return wire.in_subject("assetd", ev["project"], ev.get("branch", "main"), ev["subject"],
+                           ev["type"])
 
 
 def _decode(ev: dict[str, Any]) -> Any:

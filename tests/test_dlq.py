@@ -24,9 +24,9 @@ async def test_list_show_replay_purge(daemon: Daemon, js: Any) -> None:
     """Fix the cause, replay the letter, replay again (no second effect), purge the rest."""
     early = envelope("asset_registered", "model", {"kind": "model",
                                                    "inputs": [{"asset": "features"}]})
-    await js.publish("assetd.in.fraud.model.asset_registered", orjson.dumps(early),
+    await js.publish("assetd.in.fraud.main.model.asset_registered", orjson.dumps(early),
                      headers={"Nats-Msg-Id": early["id"]})
-    await js.publish("assetd.in.fraud.junk.asset_registered", b"not json at all")
+    await js.publish("assetd.in.fraud.main.junk.asset_registered", b"not json at all")
     await wait_for(lambda: _dlq_size(js, 2), what="two dead letters")
 
     code, out, err = await ctl(daemon, "--json", "dlq", "list")
@@ -76,16 +76,16 @@ async def test_replay_all_of_a_subject(daemon: Daemon, js: Any) -> None:
     """``dlq list --subject`` narrows; ``dlq replay --all --subject … --yes`` replays those."""
     for asset in ("a", "b"):
         ev = envelope("asset_consumed", asset, {"instance": "v1"})
-        await js.publish(f"assetd.in.fraud.{asset}.asset_consumed", orjson.dumps(ev))
+        await js.publish(f"assetd.in.fraud.main.{asset}.asset_consumed", orjson.dumps(ev))
     await wait_for(lambda: _dlq_size(js, 2), what="two dead letters")
     code, out, _ = await ctl(daemon, "--json", "-p", "fraud", "dlq", "list", "--subject",
-                             "assetd.dlq.fraud.a.>")
+                             "assetd.dlq.fraud.main.a.>")
     assert code == 0 and len(orjson.loads(out)) == 1
     async with AssetClient("fraud", settings=daemon.settings) as c:
         await c.register_data("a", wait=True)
     code, out, _ = await ctl(daemon, "dlq", "replay", "--all", "--subject",
-                             "assetd.dlq.fraud.a.>", "--yes")
+                             "assetd.dlq.fraud.main.a.>", "--yes")
     assert code == 0 and "replayed 1 dead letters" in out
     code, out, _ = await ctl(daemon, "--json", "dlq", "list")
     assert [r["inbound_subject"] for r in orjson.loads(out)] == [
-        "assetd.in.fraud.b.asset_consumed"]
+        "assetd.in.fraud.main.b.asset_consumed"]

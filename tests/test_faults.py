@@ -201,7 +201,7 @@ async def test_poison_message_is_dead_lettered_after_max_deliver(
         events = [envelope("asset_registered", a, {"kind": "data"})
                   for a in ("ok1", "poison", "ok2")]
         for ev in events:
-            await js.publish(f"assetd.in.fraud.{ev['subject']}.asset_registered",
+            await js.publish(f"assetd.in.fraud.main.{ev['subject']}.asset_registered",
                              orjson.dumps(ev), headers={"Nats-Msg-Id": ev["id"]})
         dlq = await until(lambda: stream_messages(js, "ASSETD_DLQ"), 60, "poison dead-lettered")
         assert [m.headers["Assetd-Event-Id"] for m in dlq] == [events[1]["id"]]
@@ -209,7 +209,7 @@ async def test_poison_message_is_dead_lettered_after_max_deliver(
         assert reason.startswith("failed 3 times; last error: IntegrityError") and \
             "poison pill" in reason
         later = envelope("asset_registered", "ok3", {"kind": "data"})
-        await js.publish("assetd.in.fraud.ok3.asset_registered", orjson.dumps(later))
+        await js.publish("assetd.in.fraud.main.ok3.asset_registered", orjson.dumps(later))
         await until(lambda: _all_applied(db_path, 3), 60, "neighbours and later applied")
         rejected = await until(lambda: out_events(js, "event_rejected"), 30, "event_rejected")
         assert rejected[0]["data"]["event_id"] == events[1]["id"]
@@ -241,14 +241,14 @@ async def test_republish_after_the_dedup_window_has_no_effect(
     try:
         await until(_streams_ready(nats_server.url), 60, "daemon up")
         ev = envelope("asset_registered", "once", {"kind": "data"}, event_id="flow/1/step/2")
-        await js.publish("assetd.in.fraud.once.asset_registered", orjson.dumps(ev),
+        await js.publish("assetd.in.fraud.main.once.asset_registered", orjson.dumps(ev),
                          headers={"Nats-Msg-Id": ev["id"]})
         await until(lambda: _all_applied(db_path, 1), 60, "first applied")
         daemon.stop()  # "an hour later", with a restarted daemon
         daemon.start()
-        await js.publish("assetd.in.fraud.once.asset_registered", orjson.dumps(ev))
+        await js.publish("assetd.in.fraud.main.once.asset_registered", orjson.dumps(ev))
         marker = envelope("asset_registered", "marker", {"kind": "data"})
-        await js.publish("assetd.in.fraud.marker.asset_registered", orjson.dumps(marker))
+        await js.publish("assetd.in.fraud.main.marker.asset_registered", orjson.dumps(marker))
         await until(lambda: _all_applied(db_path, 2), 60, "marker applied")
         assert registry_ledger(db_path).keys() == {"once", "marker"}
         assert [v for v, _ in registry_ledger(db_path)["once"]] == [1]

@@ -24,8 +24,9 @@ async def test_register_assigns_contiguous_versions_and_publishes_instance_creat
     assert [e["data"]["version"] for e in events] == [1, 2, 3]
     for e in events:
         assert e["source"] == "assetd"
-        assert e["_subject"] == "assetd.out.fraud.fraud_model.instance_created"
+        assert e["_subject"] == "assetd.out.fraud.main.fraud_model.instance_created"
         assert e["_headers"]["Nats-Msg-Id"] == e["id"]
+        assert e["_headers"]["Content-Type"] == "application/cloudevents+json"
         assert e["causeid"]
 
 

@@ -41,7 +41,7 @@ def hostile(draw: Any) -> tuple[str, bytes]:
     """One (subject, payload): malformed, mistyped, oversized or injecting — sometimes valid."""
     type_ = draw(st.sampled_from([*TYPES, "bogus"]))
     asset = draw(st.one_of(token, st.just("fuzz_asset")))
-    subject = f"assetd.in.fuzz.{asset}.{type_}"
+    subject = f"assetd.in.fuzz.main.{asset}.{type_}"
     kind = draw(st.integers(0, 9))
     if kind == 0:
         return subject, draw(st.binary(max_size=300))
@@ -61,7 +61,7 @@ def hostile(draw: Any) -> tuple[str, bytes]:
     if kind == 4:
         text = json.dumps(envelope("quality_reported", asset, {
             "check": "c", "passed": True, "metrics": {"m": float("nan")}}, project="fuzz"))
-        return f"assetd.in.fuzz.{asset}.quality_reported", text.encode()
+        return f"assetd.in.fuzz.main.{asset}.quality_reported", text.encode()
     ev: Any = envelope(type_, asset, draw(st.dictionaries(st.text(max_size=12), json_value,
                                                           max_size=6)), project="fuzz")
     if kind == 5:
@@ -145,7 +145,7 @@ async def _publish(js: Any, payloads: list[tuple[str, bytes]]) -> int:
             ev = envelope("asset_registered", "steady", {"kind": "data",
                                                          "annotations": {"n": valid}},
                           project="fuzz")
-            pending.append(await js.publish_async("assetd.in.fuzz.steady.asset_registered",
+            pending.append(await js.publish_async("assetd.in.fuzz.main.steady.asset_registered",
                                                   orjson.dumps(ev),
                                                   headers={"Nats-Msg-Id": ev["id"]}))
             valid += 1

@@ -45,7 +45,7 @@ async def test_one_megabyte_message_is_dead_lettered_truncated(daemon: Daemon, j
     limit = daemon.broker.connection.max_payload
     headers = {"Nats-Msg-Id": "big-1", "X-Trace": "t" * 100}
     big = b"x" * (limit - headers_size(headers) - 64)
-    await js.publish("assetd.in.fraud.big.asset_registered", big, headers=headers)
+    await js.publish("assetd.in.fraud.main.big.asset_registered", big, headers=headers)
     for i in range(50):
         await publish(js, envelope("asset_registered", "after", {"kind": "data"},
                                    event_id=f"after-{i}"))
@@ -85,7 +85,7 @@ async def test_header_key_nats_cannot_carry_is_dropped_with_a_note(
         daemon: Daemon, js: Any, client: AssetClient) -> None:
     """A bad message whose header key is ``X/Trace`` is dead-lettered once, the key dropped
     and named, instead of being redelivered for ever."""
-    _raw_hpub(daemon.settings.nats_url or "", "assetd.in.fraud.m.asset_registered",
+    _raw_hpub(daemon.settings.nats_url or "", "assetd.in.fraud.main.m.asset_registered",
               b"X/Trace: abc\r\nGood-Key: kept\r\n", b"{not json")
     await publish(js, envelope("asset_registered", "m", {"kind": "data"}))
     await wait_for(lambda: _applied(client, "m", 1), what="the valid event")
@@ -150,7 +150,8 @@ async def test_replies_go_only_to_the_requesters_inbox(daemon: Daemon, js: Any,
     nc = client.nc
     spy = await nc.subscribe("_INBOX.other.>")
     body = orjson.dumps({"asset": "m"})
-    await nc.publish("assetd.api.fraud.resolve", body, reply="assetd.out.other.m.asset_promoted")
+    await nc.publish("assetd.api.fraud.resolve", body,
+                     reply="assetd.out.other.main.m.asset_promoted")
     await nc.publish("assetd.api.fraud.resolve", body, reply="_INBOX.other.x.1")
     await nc.publish("assetd.api.fraud.resolve", body, reply="_INBOX.fraud.>")
     assert (await client.peek("m"))["instance"] == "v1", "a proper request is answered"
@@ -204,7 +205,7 @@ async def test_a_subscriber_skips_what_is_not_an_event(daemon: Daemon, js: Any,
     stream = client.events(asset="m", durable="server", deliver="all")
     first = asyncio.ensure_future(stream.__anext__())
     await asyncio.sleep(0.5)
-    await js.publish("assetd.out.fraud.m.asset_promoted", b'{"ok": true, "result": []}')
+    await js.publish("assetd.out.fraud.main.m.asset_promoted", b'{"ok": true, "result": []}')
     await client.register_model("m", wait=True)
     event = await asyncio.wait_for(first, 15)
     assert event["type"] == "instance_created" and event["data"]["instance"] == "v1"

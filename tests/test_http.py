@@ -55,7 +55,7 @@ async def test_health_ready_and_metrics_move_with_traffic(web_daemon: Daemon) ->
         async with AssetClient("fraud", settings=web_daemon.settings) as c:
             for f1 in (0.8, 0.9, 0.5):
                 await c.register_model("fraud_model", annotations={"f1_score": f1}, wait=True)
-            await c.nc.jetstream().publish("assetd.in.fraud.x.asset_registered", b"junk")
+            await c.nc.jetstream().publish("assetd.in.fraud.main.x.asset_registered", b"junk")
             await c.register_data("after", wait=True)
         async with http.get(f"{base}/metrics") as r:
             after = await r.text()

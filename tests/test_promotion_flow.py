@@ -119,12 +119,12 @@ async def test_scripted_sequence_publishes_each_type_once(c: AssetClient, js: An
     (back,) = by_type["alias_rolled_back"]
     assert back["data"] == {"alias": "champion", "from": v5, "to": v1, "reason": "label leak"}
     (retrain,) = by_type["retrain_required"]
-    assert retrain["_subject"] == "assetd.out.fraud.fraud_model.retrain_required"
+    assert retrain["_subject"] == "assetd.out.fraud.main.fraud_model.retrain_required"
     assert retrain["data"] == {"trigger_asset": "fraud_features", "trigger_instance": "v1",
                                "metric": "ks_statistic", "score": 0.25, "threshold": 0.1,
                                "reason": "ks_statistic 0.25 > 0.1 on fraud_features v1"}
     for e in events:
-        assert e["_subject"] == f"assetd.out.fraud.{e['subject']}.{e['type']}"
+        assert e["_subject"] == f"assetd.out.fraud.main.{e['subject']}.{e['type']}"
         assert e["source"] == "assetd" and e["causeid"] and e["_headers"]["Nats-Msg-Id"] == e["id"]
     assert len({e["id"] for e in events}) == len(events), "each outbound event once"
 

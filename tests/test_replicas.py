@@ -78,10 +78,10 @@ async def test_two_daemons_allocate_contiguous_versions(
             ev = envelope("asset_registered", "racer", {"kind": "model",
                                                        "annotations": {"seq": i}})
             futures.append(await js.publish_async(
-                "assetd.in.fraud.racer.asset_registered", orjson.dumps(ev),
+                "assetd.in.fraud.main.racer.asset_registered", orjson.dumps(ev),
                 headers={"Nats-Msg-Id": ev["id"]}))
             if i % 3 == 0:  # and the same event again, without the header
-                await js.publish("assetd.in.fraud.racer.asset_registered", orjson.dumps(ev))
+                await js.publish("assetd.in.fraud.main.racer.asset_registered", orjson.dumps(ev))
         await asyncio.gather(*futures)
 
         async def all_created() -> bool:
@@ -171,13 +171,13 @@ async def test_two_replicas_race_registrations_and_promotions_on_postgres(
                 ev = envelope("asset_registered", "racer", {
                     "kind": "model", "annotations": {"seq": i, "f1": (i * 37 % 100) / 100}})
                 futures.append(await js.publish_async(
-                    "assetd.in.fraud.racer.asset_registered", orjson.dumps(ev),
+                    "assetd.in.fraud.main.racer.asset_registered", orjson.dumps(ev),
                     headers={"Nats-Msg-Id": ev["id"]}))
                 if i % 10 == 9 and i > 20:  # and a manual promotion, racing the registrations
                     req = envelope("promotion_requested", "racer", {
                         "instance": "latest-2", "reason": "race", "force": True})
                     futures.append(await js.publish_async(
-                        "assetd.in.fraud.racer.promotion_requested", orjson.dumps(req),
+                        "assetd.in.fraud.main.racer.promotion_requested", orjson.dumps(req),
                         headers={"Nats-Msg-Id": req["id"]}))
             await asyncio.gather(*futures)
 

@@ -121,7 +121,7 @@ async def test_promote_history_and_reports(demo_daemon: Daemon, js: Any) -> None
                            "--score", "0.5")
     assert code == 0
     (ev,) = await wait_for(lambda: out_events(js, "retrain_required"), what="retrain")
-    assert ev["_subject"] == "assetd.out.fraud.fraud_model.retrain_required"
+    assert ev["_subject"] == "assetd.out.fraud.main.fraud_model.retrain_required"
     code, _, err = await ctl(demo_daemon, "report-drift", "transactions", "--metric", "psi")
     assert code == 2 and "--score" in err
 

@@ -109,16 +109,16 @@ async def test_roles_on_the_deploy_config(secured_daemon: Daemon, secured_nats: 
 
     nc, errors = await _as(secured_nats, "pipeline-fraud", PASSWORDS["ASSETD_PIPELINE_PASSWORD"])
     try:
-        assert await _denied(nc, errors, "assetd.out.fraud.fraud_model.asset_promoted")
-        assert await _denied(nc, errors, "assetd.in.other.fraud_model.asset_registered")
-        assert await _denied(nc, errors, "assetd.dlq.fraud.x.asset_registered")
+        assert await _denied(nc, errors, "assetd.out.fraud.main.fraud_model.asset_promoted")
+        assert await _denied(nc, errors, "assetd.in.other.main.fraud_model.asset_registered")
+        assert await _denied(nc, errors, "assetd.dlq.fraud.main.x.asset_registered")
     finally:
         await nc.close()
 
     nc, errors = await _as(secured_nats, "service-fraud", PASSWORDS["ASSETD_SERVICE_PASSWORD"])
     try:
-        assert await _denied(nc, errors, "assetd.in.fraud.fraud_model.asset_registered")
-        assert await _denied(nc, errors, "assetd.out.fraud.fraud_model.asset_promoted")
+        assert await _denied(nc, errors, "assetd.in.fraud.main.fraud_model.asset_registered")
+        assert await _denied(nc, errors, "assetd.out.fraud.main.fraud_model.asset_promoted")
     finally:
         await nc.close()
     service = Settings(nats_url=secured_nats, nats_user="service-fraud",
@@ -176,14 +176,14 @@ async def test_services_touch_only_their_projects_consumers(secured_daemon: Daem
         await op.register_data("x", wait=True)
         other_stream = (await op.request("events_stream"))["stream"]
         await op.nc.jetstream().add_consumer("ASSETD_OUT", durable_name="server",
-                                             filter_subject="assetd.out.other.>")
+                                             filter_subject="assetd.out.other.main.>")
     from nats.js.api import ConsumerConfig
     svc = _role(secured_nats, "service-fraud")
     async with AssetClient("fraud", settings=svc, timeout=5) as c:
         js = c.nc.jetstream()
         attempts = [
             js.add_consumer("ASSETD_OUT", ConsumerConfig(durable_name="spy",
-                                                         filter_subject="assetd.out.other.>")),
+                                                         filter_subject="assetd.out.other.main.>")),
             js.add_consumer(other_stream, ConsumerConfig(durable_name="spy")),
             js.add_consumer("ASSETD_OUT", ConsumerConfig(
                 name="server", durable_name="server", filter_subject="assetd.out.nobody.>")),
@@ -203,7 +203,7 @@ async def test_services_touch_only_their_projects_consumers(secured_daemon: Daem
             await c.events(durable="d3").__anext__()
     async with AssetClient("other", settings=_role(secured_nats, "operator"), timeout=15) as op:
         info = await op.nc.jetstream().consumer_info("ASSETD_OUT", "server")
-        assert info.config.filter_subject == "assetd.out.other.>", "not repointed"
+        assert info.config.filter_subject == "assetd.out.other.main.>", "not repointed"
 
 
 async def test_only_operators_publish_operators_event_types(secured_daemon: Daemon,
@@ -214,7 +214,7 @@ async def test_only_operators_publish_operators_event_types(secured_daemon: Daem
     async with AssetClient("fraud", settings=pipeline, timeout=15) as c:
         await c.register_model("m", annotations={"f1": 0.9}, wait=True)
         with pytest.raises(PermissionDeniedError,
-                           match=r'publish to assetd\.in\.fraud\.m\.promotion_requested'):
+                           match=r'publish to assetd\.in\.fraud\.main\.m\.promotion_requested'):
             await c.request_promotion("m", "v1", reason="mine", force=True)
         with pytest.raises(PermissionDeniedError, match="instance_updated"):
             await c.update_instance("m", "v1", reason="x", validity="invalidated")
@@ -234,7 +234,7 @@ async def test_a_query_cannot_make_the_daemon_publish_elsewhere(secured_daemon: 
     nc, _ = await _as(secured_nats, "pipeline-fraud", PASSWORDS["ASSETD_PIPELINE_PASSWORD"])
     try:
         await nc.publish("assetd.api.fraud.assets", b"{}",
-                         reply="assetd.out.other.m.asset_promoted")
+                         reply="assetd.out.other.main.m.asset_promoted")
         await nc.flush()
     finally:
         await nc.close()
@@ -243,4 +243,4 @@ async def test_a_query_cannot_make_the_daemon_publish_elsewhere(secured_daemon: 
         await c.list_assets()  # the daemon has handled the request before this one
     async with AssetClient("other", settings=_role(secured_nats, "operator"), timeout=15) as op:
         info = await op.nc.jetstream().stream_info("ASSETD_OUT", subjects_filter=">")
-        assert "assetd.out.other.m.asset_promoted" not in (info.state.subjects or {})
+        assert "assetd.out.other.main.m.asset_promoted" not in (info.state.subjects or {})

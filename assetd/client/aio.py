@@ -24,6 +24,7 @@ import structlog
 
 from assetd.config import Settings, load_settings
 from assetd.errors import AssetdError, QueryError
+from assetd.schemas import wire
 from assetd.schemas.ids import is_asset, is_project
 
 Kind = Literal["data", "model"]
@@ -147,21 +148,21 @@ class AssetClient:
 
     async def publish(self, type_: str, asset: str, data: dict[str, Any], *,
                       branch: str | None = None, event_id: str | None = None) -> str:
-        """Publish one CloudEvent to ``assetd.in.<project>.<asset>.<type>``; return its id."""
+        """Publish one CloudEvent to its inbound subject (on ``branch``, default the client's);
+        return its id."""
+        branch = branch or self.branch
         if not is_asset(asset):
             raise ValueError(f"invalid asset id {asset!r}: use letters, digits, _ and -")
         await self.connect()
         eid = event_id or str(uuid.uuid4())
-        envelope = {
-            "specversion": "1.0", "id": eid, "source": self.source, "type": type_,
-            "time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            "subject": asset, "project": self.project, "branch": branch or self.branch,
-            "datacontenttype": "application/json", "data": data,
-        }
+        envelope = wire.envelope(event_id=eid, source=self.source, type_=type_,
+                                 time=datetime.now(UTC), project=self.project, branch=branch,
+                                 asset=asset, data=data)
         # No Nats-Msg-Id: JetStream would deduplicate it across every project on the stream;
         # the daemon applies each (project, id) once, for ever (docs/events.md).
         js = self._nc.jetstream()
-        await self._guarded(js.publish(f"{self.prefix}.in.{self.project}.{asset}.{type_}",
+        await self._guarded(js.publish(wire.in_subject(self.prefix, self.project, branch, asset,
+                                                       type_),
                                        orjson.dumps(envelope), timeout=self.timeout))
         return eid
 
@@ -313,7 +314,8 @@ class AssetClient:
 
         await self.connect()
         sub = await self._nc.subscribe(
-            f"{self.prefix}.out.{self.project}.{asset}.event_rejected", cb=on_msg)
+            wire.out_subject(self.prefix, self.project, wire.ANY, asset, "event_rejected"),
+            cb=on_msg)
         try:
             await self.publish(type_, asset, data, event_id=eid)
             deadline = asyncio.get_running_loop().time() + self.timeout
@@ -329,8 +331,10 @@ class AssetClient:
             await sub.unsubscribe()
 
     async def events(self, *, asset: str = "*", type: str = "*", durable: str | None = None,
-                     deliver: str = "new") -> AsyncIterator[dict[str, Any]]:
-        """Outbound events of this project as an async iterator.
+                     deliver: str = "new", branch: str | None = None
+                     ) -> AsyncIterator[dict[str, Any]]:
+        """Outbound events of this project on ``branch`` (default the client's; ``*`` for
+        every branch) as an async iterator.
 
         With ``durable`` (a consumer name), a restarted service resumes where it stopped:
         an event is acknowledged when the loop asks for the next one. ``deliver``: ``new``
@@ -339,7 +343,7 @@ class AssetClient:
         await self.connect()
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-        subject = f"{self.prefix}.out.{self.project}.{asset}.{type}"
+        subject = wire.out_subject(self.prefix, self.project, branch or self.branch, asset, type)
         config = ConsumerConfig(
             ack_policy=AckPolicy.EXPLICIT, filter_subject=subject,
             deliver_policy=DeliverPolicy.ALL if deliver == "all" else DeliverPolicy.NEW)
@@ -367,7 +371,7 @@ class AssetClient:
     async def _publish_and_wait(self, type_: str, asset: str, data: dict[str, Any], eid: str,
                                 branch: str | None, expect: str,
                                 listen_branch: str | None = None) -> Any:
-        base = f"{self.prefix}.out.{self.project}.{asset}"
+
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         async def on_msg(msg: Any) -> None:
@@ -385,7 +389,8 @@ class AssetClient:
                 done.set_result(d)
 
         await self.connect()
-        subs = [await self._nc.subscribe(f"{base}.{t}", cb=on_msg)
+        subs = [await self._nc.subscribe(
+                    wire.out_subject(self.prefix, self.project, wire.ANY, asset, t), cb=on_msg)
                 for t in (expect, "event_rejected", "promotion_rejected")]
         try:
             await self.publish(type_, asset, data, branch=branch, event_id=eid)
@@ -402,8 +407,7 @@ class AssetClient:
     async def request(self, method: str, **body: Any) -> Any:
         """Send one query; return its result or raise :class:`QueryError`."""
         await self.connect()
-        subject = (f"{self.prefix}.api.status" if method == "status"
-                   else f"{self.prefix}.api.{self.project}.{method}")
+        subject = wire.api_subject(self.prefix, self.project, method)
         try:
             msg = await self._guarded(self._nc.request(subject, orjson.dumps(body),
                                                        timeout=self.timeout))
@@ -456,6 +460,12 @@ class AssetClient:
         result: dict[str, Any] = await self.request(
             "lineage", asset=asset, branch=self.branch, instance=instance,
             direction=direction, depth=depth)
+        return result
+
+    async def event(self, event_id: str) -> dict[str, Any]:
+        """What became of an inbound event id: ``{status: applied|rejected|unknown, type,
+        outcome}`` (CONTRACT §7 ``event``); a re-published id answers its first outcome."""
+        result: dict[str, Any] = await self.request("event", id=event_id)
         return result
 
     async def status(self) -> dict[str, Any]:

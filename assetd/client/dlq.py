@@ -10,8 +10,10 @@ import orjson
 from nats.js.errors import NotFoundError
 
 from assetd.errors import AssetdError
+from assetd.schemas import wire
+from assetd.schemas.wire import Header as H
 
-STREAM = "ASSETD_DLQ"
+STREAM = wire.DLQ_STREAM
 
 
 @dataclass(frozen=True)
@@ -47,13 +49,13 @@ class DeadLetter:
 def _letter(raw: Any) -> DeadLetter:
     h = dict(raw.headers or {})
     try:
-        errors = orjson.loads(h.get("Assetd-Errors", "[]"))
+        errors = orjson.loads(h.get(H.ERRORS, "[]"))
     except orjson.JSONDecodeError:
         errors = []
     return DeadLetter(seq=int(raw.seq), time=raw.time, subject=str(raw.subject),
-                      inbound_subject=h.get("Assetd-Inbound-Subject", ""),
-                      event_id=h.get("Assetd-Event-Id") or None,
-                      reason=h.get("Assetd-Reason", ""), errors=errors,
+                      inbound_subject=h.get(H.INBOUND_SUBJECT, ""),
+                      event_id=h.get(H.EVENT_ID) or None,
+                      reason=h.get(H.REASON, ""), errors=errors,
                       payload=raw.data or b"", headers=h)
 
 
@@ -63,7 +65,7 @@ class DeadLetters:
     def __init__(self, nc: Any, *, prefix: str = "assetd", project: str | None = None,
                  subject: str | None = None) -> None:
         self.js = nc.jetstream()
-        self.filter = subject or (f"{prefix}.dlq.{project}.>" if project else f"{prefix}.dlq.>")
+        self.filter = subject or wire.project_filter(prefix, "dlq", project)
 
     async def list(self, *, limit: int = 1000) -> list[DeadLetter]:
         """Dead letters oldest first, at most ``limit``."""
@@ -87,14 +89,14 @@ class DeadLetters:
         second replay of the same event harmless. Removes the letter unless ``keep``.
 
         A letter whose payload was truncated to fit the DLQ cannot be replayed."""
-        if letter.headers.get("Assetd-Truncated") == "true":
+        if letter.headers.get(H.TRUNCATED) == "true":
             raise AssetdError(f"dead letter {letter.seq} holds only the first "
                               f"{len(letter.payload)} of "
-                              f"{letter.headers.get('Assetd-Original-Size')} bytes; "
+                              f"{letter.headers.get(H.ORIGINAL_SIZE)} bytes; "
                               "it cannot be replayed")
         headers = {k: v for k, v in letter.headers.items()
                    if not k.startswith(("Assetd-", "Nats-"))}
-        headers["Assetd-Replayed-From"] = str(letter.seq)
+        headers[H.REPLAYED_FROM] = str(letter.seq)
         await self.js.publish(letter.inbound_subject, letter.payload, headers=headers or None)
         if not keep:
             await self.js.delete_msg(STREAM, letter.seq)

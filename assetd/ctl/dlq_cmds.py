@@ -11,13 +11,15 @@ from assetd.client import AssetClient
 from assetd.client.dlq import DeadLetters
 from assetd.ctl import render
 from assetd.ctl.common import app, call, fail, is_json
+from assetd.schemas import wire
 from assetd.schemas.rules import parse_duration
 
 dlq_app = typer.Typer(help="Inspect, replay and purge dead-lettered events.",
                       no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
-Subject = Annotated[str | None, typer.Option(help="DLQ subject filter, e.g. "
-                                                   "assetd.dlq.fraud.fraud_model.>")]
+_EXAMPLE = wire.dlq_subject("assetd", "fraud", "main", "fraud_model", ">")
+Subject = Annotated[str | None, typer.Option(
+    help=f"DLQ subject filter, e.g. {_EXAMPLE} (a branch user.alice is written user~alice)")]
 
 
 def _dlq(ctx: typer.Context, c: AssetClient, subject: str | None) -> DeadLetters:

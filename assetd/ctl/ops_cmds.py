@@ -11,6 +11,7 @@ import typer
 from assetd.client import AssetClient
 from assetd.ctl import render
 from assetd.ctl.common import app, call, is_json
+from assetd.schemas import wire
 
 events_app = typer.Typer(help="Follow outbound events.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
@@ -87,7 +88,7 @@ def tail(
     async def go(c: AssetClient) -> int:
         seen = 0
         sub = await c.nc.jetstream().subscribe(
-            f"{c.prefix}.out.{c.project}.{asset}.{type_}", ordered_consumer=True,
+            wire.out_subject(c.prefix, c.project, c.branch, asset, type_), ordered_consumer=True,
             deliver_policy="all" if from_start else "new")
         try:
             async for msg in sub.messages:

@@ -36,12 +36,11 @@ from assetd.metrics import Metrics
 from assetd.registry import repo
 from assetd.registry.engine import is_sqlite, make_engine, write_problem
 from assetd.registry.migrate import upgrade
+from assetd.schemas import wire
 from assetd.schemas.envelope import CloudEvent
 from assetd.schemas.outbound import OUTBOUND
 
 log = structlog.get_logger("assetd.daemon")
-# The daemon's own replies and JetStream deliveries; no client's inbox space.
-DAEMON_INBOX = "_INBOX_assetd"
 
 
 async def _raw(msg: Any) -> Any:
@@ -160,8 +159,8 @@ class Daemon:
         lag: int | None = None
         try:
             js = self._js()
-            dlq_depth = (await js.stream_info("ASSETD_DLQ")).state.messages
-            info = await js.consumer_info("ASSETD_IN", "assetd")
+            dlq_depth = (await js.stream_info(wire.DLQ_STREAM)).state.messages
+            info = await js.consumer_info(wire.IN_STREAM, wire.DURABLE)
             lag = int(info.num_pending) + int(info.num_ack_pending)
         except Exception:  # status must answer even when JetStream does not
             pass
@@ -197,7 +196,7 @@ class Daemon:
             js = self._js()
             names = [c.name for c in stream_configs(self.settings.subject_prefix)]
             checks["streams"] = all([await _present(js.stream_info(n)) for n in names])
-            checks["consumer"] = await _present(js.consumer_info("ASSETD_IN", "assetd"))
+            checks["consumer"] = await _present(js.consumer_info(wire.IN_STREAM, wire.DURABLE))
         checks["loops"] = self.supervisor.healthy()
         checks["rules"] = self.rules.path is None or self.rules.current is not None
         return checks
@@ -381,7 +380,7 @@ def build_broker(settings: Settings, *, closed_cb: Callback | None = None,
         security=nats_security(settings),
         graceful_timeout=30.0,
         max_reconnect_attempts=-1,
-        inbox_prefix=DAEMON_INBOX,
+        inbox_prefix=wire.DAEMON_INBOX,
         reconnect_time_wait=1,
         logger=None,
         name="assetd",
@@ -400,8 +399,10 @@ def register_subscribers(broker: NatsBroker, settings: Settings, daemon: Daemon 
     subscriber: see docs/architecture.md for the measurement behind that choice.
     """
     s = settings
-    api = broker.subscriber(f"{s.subject_prefix}.api.>", queue="assetd-api", decoder=_raw,
-                            no_reply=True, title="assetd.api.{project}.{method}",
+    api = broker.subscriber(wire.api_pattern(s.subject_prefix), queue=wire.API_QUEUE,
+                            decoder=_raw,
+                            no_reply=True,
+                            title=wire.api_subject(s.subject_prefix, "{project}", "{method}"),
                             description="Queries (CONTRACT §7), core NATS request-reply.")
 
     @api
@@ -416,6 +417,6 @@ def register_subscribers(broker: NatsBroker, settings: Settings, daemon: Daemon 
         await broker.connection.publish(body.reply, answer)
 
     for type_ in OUTBOUND:
-        broker.publisher(f"{s.subject_prefix}.out.{{project}}.{{asset}}.{type_}",
-                         title=f"assetd.out.{{project}}.{{asset}}.{type_}", schema=CloudEvent,
+        subject = wire.out_subject(s.subject_prefix, "{project}", "{branch}", "{asset}", type_)
+        broker.publisher(subject, title=subject, schema=CloudEvent,
                          description=f"Outbound {type_} (CONTRACT §5), via the outbox relay.")

@@ -23,9 +23,10 @@ from nats.js.errors import NotFoundError
 from assetd.config import Settings
 from assetd.daemon.streams import consumer_config, stream_configs
 from assetd.daemon.supervisor import NatsUnavailableError, Supervisor
+from assetd.schemas import wire
 
 LOOP = "inbound"
-DURABLE, STREAM = "assetd", "ASSETD_IN"
+DURABLE, STREAM = wire.DURABLE, wire.IN_STREAM
 
 
 class MissingStreamError(Exception):
@@ -33,7 +34,7 @@ class MissingStreamError(Exception):
 
 
 class PullConsumer:
-    """Pulls ``<prefix>.in.>`` with the durable consumer ``assetd`` and calls ``handle``."""
+    """Pulls every inbound subject with the durable consumer and calls ``handle``."""
 
     def __init__(self, *, js: Callable[[], Any], settings: Settings,
                  handle: Callable[[list[Any]], Awaitable[None]], supervisor: Supervisor,
@@ -72,7 +73,7 @@ class PullConsumer:
         # pull_subscribe creates the durable consumer when it does not exist (deleted, or a
         # wiped NATS store), with this configuration
         self._sub = await self.js().pull_subscribe(
-            f"{s.subject_prefix}.in.>", durable=DURABLE, stream=STREAM,
+            wire.project_filter(s.subject_prefix, "in"), durable=DURABLE, stream=STREAM,
             config=consumer_config(s))
 
     async def stop(self) -> None:

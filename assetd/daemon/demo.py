@@ -16,6 +16,7 @@ from assetd.client import AssetClient
 from assetd.config import Settings
 from assetd.daemon.app import Daemon
 from assetd.daemon.embedded import free_port
+from assetd.schemas import wire
 
 console = Console()
 PROJECT = "fraud"
@@ -59,7 +60,8 @@ async def run_demo(*, keep: bool = False) -> None:
             async def show(msg: Any) -> None:
                 _show(msg, seen)
 
-            sub = await client.nc.subscribe(f"assetd.out.{PROJECT}.>", cb=show)
+            sub = await client.nc.subscribe(
+                wire.project_filter(client.prefix, "out", PROJECT), cb=show)
             await pipeline(client)
             await _until(lambda: any(e["type"] == "retrain_required" for e in seen))
             await sub.unsubscribe()

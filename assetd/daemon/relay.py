@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from assetd.daemon.supervisor import NatsUnavailableError, Supervisor
 from assetd.metrics import Metrics
 from assetd.registry import repo
+from assetd.schemas import wire
 
 LOOP = "relay"
 
@@ -73,7 +74,7 @@ class OutboxRelay:
                 raise NatsUnavailableError("NATS connection lost; nats-py is reconnecting")
             js = self.js()
             futures = [
-                await js.publish_async(subject, payload, headers={"Nats-Msg-Id": oid})
+                await js.publish_async(subject, payload, headers=wire.outbound_headers(oid))
                 for _, oid, subject, payload in rows
             ]
             await asyncio.wait_for(asyncio.gather(*futures), self.publish_timeout)

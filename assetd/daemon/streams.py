@@ -17,6 +17,8 @@ from nats.js.api import (
 from nats.js.errors import NotFoundError
 
 from assetd.config import Settings
+from assetd.schemas import wire
+from assetd.schemas.wire import project_stream
 
 DAY = 86_400.0
 
@@ -35,16 +37,14 @@ def stream_configs(prefix: str, replicas: int = 1) -> list[StreamConfig]:
         "num_replicas": replicas, "duplicate_window": 120.0,
     }
     return [
-        StreamConfig(name="ASSETD_IN", subjects=[f"{prefix}.in.>"], max_age=7 * DAY,
+        StreamConfig(name=wire.IN_STREAM, subjects=[wire.project_filter(prefix, "in")],
+                     max_age=7 * DAY,
                      **(common | {"duplicate_window": IN_DUPLICATE_WINDOW})),
-        StreamConfig(name="ASSETD_OUT", subjects=[f"{prefix}.out.>"], max_age=30 * DAY, **common),
-        StreamConfig(name="ASSETD_DLQ", subjects=[f"{prefix}.dlq.>"], max_age=90 * DAY, **common),
+        StreamConfig(name=wire.OUT_STREAM, subjects=[wire.project_filter(prefix, "out")],
+                     max_age=30 * DAY, **common),
+        StreamConfig(name=wire.DLQ_STREAM, subjects=[wire.project_filter(prefix, "dlq")],
+                     max_age=90 * DAY, **common),
     ]
-
-
-def project_stream(project: str) -> str:
-    """The stream a project's services consume: its own outbound events, nothing else."""
-    return f"ASSETD_OUT_{project}"
 
 
 def project_stream_config(prefix: str, project: str, *, replicas: int = 1,
@@ -59,7 +59,8 @@ def project_stream_config(prefix: str, project: str, *, replicas: int = 1,
         name=project_stream(project), subjects=[], max_age=30 * DAY,
         retention=RetentionPolicy.LIMITS, storage=StorageType.FILE, num_replicas=replicas,
         max_consumers=max_consumers,
-        sources=[StreamSource(name="ASSETD_OUT", filter_subject=f"{prefix}.out.{project}.>")])
+        sources=[StreamSource(name=wire.OUT_STREAM,
+                              filter_subject=wire.project_filter(prefix, "out", project))])
 
 
 async def ensure_project_stream(js: Any, prefix: str, project: str, *, replicas: int = 1,
@@ -71,14 +72,14 @@ async def ensure_project_stream(js: Any, prefix: str, project: str, *, replicas:
     except NotFoundError:
         await js.add_stream(project_stream_config(prefix, project, replicas=replicas,
                                                   max_consumers=max_consumers))
-        await _caught_up(js, name, f"{prefix}.out.{project}.>")
+        await _caught_up(js, name, wire.project_filter(prefix, "out", project))
     return name
 
 
 async def _caught_up(js: Any, name: str, subjects: str, timeout: float = 10.0) -> None:
     """Wait until a new project stream holds what ``ASSETD_OUT`` held for it at creation, so
     that a consumer created next with ``deliver=new`` really starts after the past."""
-    source = await js.stream_info("ASSETD_OUT", subjects_filter=subjects)
+    source = await js.stream_info(wire.OUT_STREAM, subjects_filter=subjects)
     want = sum((source.state.subjects or {}).values())
     deadline = asyncio.get_running_loop().time() + timeout
     while (await js.stream_info(name)).state.messages < want:
@@ -99,17 +100,17 @@ async def ensure_streams(js: Any, prefix: str, replicas: int = 1) -> None:
 
 
 def consumer_config(settings: Settings) -> ConsumerConfig:
-    """The daemon's durable pull consumer on ``assetd.in.>``.
+    """The daemon's durable pull consumer on every inbound subject.
 
     ``max_deliver=-1``: JetStream never silently drops a message; the daemon itself
     dead-letters a message that keeps failing after ``max_deliver`` attempts.
     """
     return ConsumerConfig(
-        durable_name="assetd",
+        durable_name=wire.DURABLE,
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=settings.ack_wait,
         max_deliver=-1,
         max_ack_pending=max(20_000, settings.batch_size * 4),
-        filter_subject=f"{settings.subject_prefix}.in.>",
+        filter_subject=wire.project_filter(settings.subject_prefix, "in"),
     )

@@ -13,17 +13,20 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from assetd.errors import RejectedError
 from assetd.handlers.consumption import on_consumed
-from assetd.handlers.decode import Inbound, Tokens
+from assetd.handlers.decode import Inbound
 from assetd.handlers.lifecycle import on_updated
+from assetd.handlers.outcome import applied, rows
 from assetd.handlers.promotion import on_promotion_requested, on_rollback_requested
 from assetd.handlers.quality import on_drift, on_quality
 from assetd.handlers.registration import on_defined, on_registered
 from assetd.handlers.tx import Tx, outbound
 from assetd.registry import repo
 from assetd.rules.loader import LoadedRules
+from assetd.schemas import wire
 from assetd.schemas.outbound import EventRejected
 
-Handler = Callable[[Tx, Inbound], None]
+# A handler returns what the ``event`` query reports of it (the instance, …), or None.
+Handler = Callable[[Tx, Inbound], dict[str, Any] | None]
 HANDLERS: dict[str, Handler] = {
     "asset_defined": on_defined,
     "asset_registered": on_registered,
@@ -41,7 +44,7 @@ Outcome = Literal["applied", "duplicate", "rejected", "retry"]
 class Received:
     """One pulled message: where it came from, and what decoding made of it."""
 
-    tokens: Tokens
+    tokens: wire.Tokens
     seq: int
     delivered: int
     item: Inbound | None = None
@@ -49,6 +52,7 @@ class Received:
     outcome: Outcome = "retry"
     error: str | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
+    result: dict[str, Any] | None = None  # an applied event's outcome (the event query)
 
     def reject(self, exc: RejectedError) -> None:
         """Mark this message as bad input."""
@@ -70,6 +74,7 @@ def apply_batch(engine: Engine, batch: list[Received], *, prefix: str, max_deliv
             if rec.outcome == "rejected":
                 _queue_rejection(tx, rec)
         tx.flush()
+        repo.outcomes_add(conn, rows=rows(batch, now=tx.now))
     return tx.decisions
 
 
@@ -85,7 +90,8 @@ def _apply_one(tx: Tx, rec: Received, max_deliver: int) -> None:
             savepoint.release()
             rec.outcome = "duplicate"
             return
-        handler(tx, rec.item)
+        tx.trace = ev.trace()  # carried to every outbound event this one causes
+        rec.result = applied(tx, rec.item, handler(tx, rec.item))
         savepoint.release()
         tx.keep()
         rec.outcome = "applied"
@@ -115,7 +121,8 @@ def give_up(attempts: int, error: str) -> RejectedError:
 def rejection_row(rec: Received, *, prefix: str, now: datetime) -> dict[str, Any]:
     """The ``event_rejected`` outbound row for a rejected message (deterministic id)."""
     tok = rec.tokens
-    return outbound(prefix=prefix, project=tok.project, branch=tok.branch, asset=tok.asset,
+    return outbound(prefix=prefix, project=tok.project, branch=tok.branch or wire.UNKNOWN,
+                    asset=tok.asset,
                     type_="event_rejected", cause=tok.event_id, key=f"rejected:{rec.seq}",
                     now=now, data=EventRejected(event_id=tok.event_id,
                                                 inbound_subject=tok.subject,

@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from assetd.schemas.wire import Header as H
+
 # What nats-py accepts as a header key (an RFC 7230 token); anything else raises.
 HEADER_KEY = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}")
 HEADER_VALUE_MAX = 4096
@@ -70,21 +72,21 @@ def dead_letter_copy(*, subject: str, data: bytes, headers: Mapping[str, str] | 
     """The copy of one refused message that fits in ``max_payload`` with its headers."""
     out, dropped = carry_headers(headers)
     out.update({
-        "Nats-Msg-Id": f"dlq:{seq}",
-        "Assetd-Reason": one_line(reason or "rejected"),
-        "Assetd-Errors": one_line(orjson.dumps(errors).decode()),
-        "Assetd-Inbound-Subject": one_line(inbound_subject, 1024),
-        "Assetd-Inbound-Seq": str(seq),
-        "Assetd-Event-Id": event_id or "",
+        H.MSG_ID: f"dlq:{seq}",
+        H.REASON: one_line(reason or "rejected"),
+        H.ERRORS: one_line(orjson.dumps(errors).decode()),
+        H.INBOUND_SUBJECT: one_line(inbound_subject, 1024),
+        H.INBOUND_SEQ: str(seq),
+        H.EVENT_ID: event_id or "",
     })
     if dropped:
         names = [one_line(k, 64).encode("ascii", "backslashreplace").decode() for k in dropped]
-        out["Assetd-Dropped-Headers"] = one_line(orjson.dumps(names).decode(), 1024)
+        out[H.DROPPED] = one_line(orjson.dumps(names).decode(), 1024)
     budget = max_payload - PROTOCOL_SLACK - len(subject)
     if headers_size(out) + len(data) <= budget:
         return DeadLetterCopy(subject, data, out, truncated=False)
-    out["Assetd-Original-Size"] = str(len(data))
-    out["Assetd-Original-Sha256"] = hashlib.sha256(data).hexdigest()
-    out["Assetd-Truncated"] = "true"
+    out[H.ORIGINAL_SIZE] = str(len(data))
+    out[H.ORIGINAL_SHA256] = hashlib.sha256(data).hexdigest()
+    out[H.TRUNCATED] = "true"
     room = max(0, budget - headers_size(out))
     return DeadLetterCopy(subject, data[:room], out, truncated=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -10,8 +11,9 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from assetd.errors import RejectedError
+from assetd.schemas import wire
 from assetd.schemas.envelope import CloudEvent
-from assetd.schemas.ids import BRANCH_RE, EVENT_ID_RE, is_asset, is_project
+from assetd.schemas.ids import EVENT_ID_RE
 from assetd.schemas.inbound import INBOUND
 from assetd.schemas.limits import Limits, unstorable
 
@@ -20,8 +22,6 @@ DEFAULT_LIMITS = Limits()
 M = TypeVar("M", bound=BaseModel)
 
 _EVENT_ID = re.compile(EVENT_ID_RE)
-_BRANCH = re.compile(BRANCH_RE)
-_TYPE = re.compile(r"^[a-z_]{1,64}$")
 MAX_ERRORS = 20
 
 
@@ -31,18 +31,6 @@ class Inbound:
 
     event: CloudEvent
     data: Any
-
-
-@dataclass(slots=True)
-class Tokens:
-    """What the subject (and, when readable, the payload) say about a message."""
-
-    subject: str
-    project: str = "_"
-    asset: str = "_"
-    type: str = "_"
-    event_id: str | None = None
-    branch: str = "main"
 
 
 def pydantic_errors(exc: ValidationError) -> list[dict[str, Any]]:
@@ -56,29 +44,26 @@ def pydantic_errors(exc: ValidationError) -> list[dict[str, Any]]:
     return out
 
 
-def subject_tokens(subject: str, prefix: str) -> Tokens:
-    """Read project, asset and type from ``<prefix>.in.<project>.<asset>.<type>``; ``_`` if bad."""
-    tok = Tokens(subject=subject)
-    parts = subject.split(".")
-    if len(parts) == 5 and parts[0] == prefix and parts[1] == "in":
-        tok.project = parts[2] if is_project(parts[2]) else "_"
-        tok.asset = parts[3] if is_asset(parts[3]) else "_"
-        tok.type = parts[4] if _TYPE.match(parts[4]) else "_"
-    return tok
-
-
 def decode(subject: str, payload: bytes, *, prefix: str, max_bytes: int,
-           limits: Limits = DEFAULT_LIMITS) -> Inbound:
-    """Validate one message; raise RejectedError (with a one-line reason) for bad input."""
+           limits: Limits = DEFAULT_LIMITS, headers: Mapping[str, str] | None = None) -> Inbound:
+    """Validate one message, in structured mode (the CloudEvent is the payload) or binary
+    mode (``ce-*`` headers, ``data`` as the payload); raise RejectedError (with a one-line
+    reason) for bad input."""
     parts = subject.split(".")
-    if len(parts) != 5 or parts[0] != prefix or parts[1] != "in":
-        raise RejectedError(f"subject must be {prefix}.in.<project>.<asset>.<type>")
+    if len(parts) != 6 or parts[0] != prefix or parts[1] != "in":
+        v1 = len(parts) == 5 and parts[:2] == [prefix, "in"]
+        raise RejectedError(f"subject must be {wire.IN_FORMAT.replace('<prefix>', prefix)}"
+                            + (" (this is a version 1 subject: add the branch token, see "
+                               "docs/events.md)" if v1 else ""))
     if len(payload) > max_bytes:
         raise RejectedError(f"message is {len(payload)} bytes; the limit is {max_bytes}")
+    attributes = _binary_attributes(headers)
     try:
-        obj = orjson.loads(payload)
+        obj = orjson.loads(payload) if payload.strip() or attributes is None else {}
     except orjson.JSONDecodeError as exc:
         raise RejectedError(f"payload is not JSON: {str(exc)[:200]}") from None
+    if attributes is not None:
+        obj = {**attributes, "data": obj}
     if not isinstance(obj, dict):
         raise RejectedError("payload must be a JSON object (a CloudEvent)")
     if bad := unstorable(payload, obj):
@@ -94,6 +79,19 @@ def decode(subject: str, payload: bytes, *, prefix: str, max_bytes: int,
         raise RejectedError(f"limit exceeded: {'; '.join(over)}",
                             [{"loc": "data", "msg": m, "type": "limit"} for m in over])
     return Inbound(event=event, data=data)
+
+
+def _binary_attributes(headers: Mapping[str, str] | None) -> dict[str, Any] | None:
+    """The attributes of a binary-mode CloudEvent (``ce-*`` headers, the payload's content
+    type as ``datacontenttype``), or None for a structured-mode message."""
+    if not headers or not any(k.lower() == "ce-specversion" for k in headers):
+        return None
+    attrs: dict[str, Any] = {k[3:].lower(): v for k, v in headers.items()
+                             if k.lower().startswith("ce-")}
+    for key, value in headers.items():
+        if key.lower() == "content-type":
+            attrs["datacontenttype"] = value
+    return attrs
 
 
 def _validate(model: type[M], obj: Any, what: str) -> M:
@@ -112,8 +110,9 @@ def _check_tokens(event: CloudEvent, parts: list[str]) -> None:
         f"{name} {value!r} != subject token {token!r}"
         for name, value, token in (
             ("project", event.project, parts[2]),
-            ("subject", event.subject, parts[3]),
-            ("type", event.type, parts[4]),
+            ("branch", wire.branch_token(event.branch), parts[3]),
+            ("subject", event.subject, parts[4]),
+            ("type", event.type, parts[5]),
         )
         if value != token
     ]
@@ -121,16 +120,14 @@ def _check_tokens(event: CloudEvent, parts: list[str]) -> None:
         raise RejectedError("subject/payload mismatch: " + "; ".join(mismatches))
 
 
-def read_ids(tok: Tokens, payload: bytes) -> None:
-    """Best-effort read of ``id`` and ``branch`` of a rejected payload, for ``event_rejected``."""
+def read_ids(tok: wire.Tokens, payload: bytes) -> None:
+    """Best-effort read of the ``id`` of a rejected payload, for ``event_rejected``."""
     try:
         obj = orjson.loads(payload)
     except orjson.JSONDecodeError:
         return
     if not isinstance(obj, dict):
         return
-    eid, branch = obj.get("id"), obj.get("branch")
+    eid = obj.get("id")
     if isinstance(eid, str) and _EVENT_ID.match(eid):
         tok.event_id = eid
-    if isinstance(branch, str) and _BRANCH.match(branch):
-        tok.branch = branch

@@ -17,10 +17,11 @@ from assetd.config import Settings, limits
 from assetd.errors import RejectedError
 from assetd.handlers.batch import Received, apply_batch, give_up, rejection_row
 from assetd.handlers.deadletter import dead_letter_copy
-from assetd.handlers.decode import decode, read_ids, subject_tokens
+from assetd.handlers.decode import decode, read_ids
 from assetd.metrics import Metrics
 from assetd.registry.engine import write_problem
 from assetd.rules.loader import LoadedRules
+from assetd.schemas import wire
 
 log = structlog.get_logger("assetd.inbound")
 
@@ -90,7 +91,7 @@ class Ingest:
             return
         recs = []
         for m in spent:
-            rec = Received(tokens=subject_tokens(m.subject, s.subject_prefix),
+            rec = Received(tokens=wire.parse_in(m.subject, s.subject_prefix),
                            seq=m.metadata.sequence.stream, delivered=m.metadata.num_delivered)
             read_ids(rec.tokens, m.data[: s.max_message_bytes])
             rec.reject(give_up(rec.delivered, error))
@@ -104,7 +105,7 @@ class Ingest:
             row = rejection_row(rec, prefix=s.subject_prefix, now=now)
             try:
                 await js.publish(row["subject"], row["payload"],
-                                 headers={"Nats-Msg-Id": row["id"]}, timeout=5)
+                                 headers=wire.outbound_headers(row["id"]), timeout=5)
             except Exception as exc:
                 log.warning("event_rejected publish failed", error=str(exc))
             self.counters["rejected"] += 1
@@ -125,13 +126,13 @@ class Ingest:
         s = self.settings
         batch = []
         for m in msgs:
-            tok = subject_tokens(m.subject, s.subject_prefix)
+            tok = wire.parse_in(m.subject, s.subject_prefix)
             rec = Received(tokens=tok, seq=m.metadata.sequence.stream,
                            delivered=m.metadata.num_delivered)
             try:
-                rec.item = decode(m.subject, m.data, prefix=s.subject_prefix,
+                rec.item = decode(m.subject, m.data, prefix=s.subject_prefix, headers=m.headers,
                                   max_bytes=s.max_message_bytes, limits=self.limits)
-                tok.event_id, tok.branch = rec.item.event.id, rec.item.event.branch
+                tok.event_id = rec.item.event.id
             except RejectedError as exc:
                 rec.rejection = exc
                 if len(m.data) <= s.max_message_bytes:
@@ -150,7 +151,7 @@ class Ingest:
             log.info("event rejected", reason=rec.error, **_fields(rec))
             tok = rec.tokens
             copy = dead_letter_copy(
-                subject=f"{self.settings.subject_prefix}.dlq.{tok.project}.{tok.asset}.{tok.type}",
+                subject=tok.dlq_subject(self.settings.subject_prefix),
                 data=msg.data, headers=msg.headers, reason=rec.error or "rejected",
                 errors=rec.errors, inbound_subject=msg.subject, seq=rec.seq,
                 event_id=tok.event_id, max_payload=self.max_payload())

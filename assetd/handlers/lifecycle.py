@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from assetd.errors import RejectedError
 from assetd.handlers.decode import Inbound
-from assetd.handlers.rules_step import after_ready, event_instance, roll_back_aliases
+from assetd.handlers.rules_step import after_ready, event_instance, roll_back_aliases, waiting
 from assetd.handlers.tx import Tx
 from assetd.registry import repo
 from assetd.schemas.inbound import InstanceUpdated
 
 
-def on_updated(tx: Tx, item: Inbound) -> None:
+def on_updated(tx: Tx, item: Inbound) -> dict[str, Any]:
     """Apply a state change (only from ``pending``) and/or a validity change."""
     ev, data = item.event, item.data
     assert isinstance(data, InstanceUpdated)
@@ -32,7 +33,10 @@ def on_updated(tx: Tx, item: Inbound) -> None:
     repo.update_instance(tx.conn, instance_id=row.id, values=values)
     inst = replace(row, state=str(values.get("state", row.state)),
                    validity=str(values.get("validity", row.validity)))
+    result: dict[str, Any] = {"instance": inst.name, "state": inst.state,
+                              "validity": inst.validity}
     if data.validity == "invalidated" and row.validity != "invalidated":
         roll_back_aliases(tx, inst, reason=data.reason, cause=ev.id)
     if row.state == "pending" and inst.state == "ready" and inst.validity == "valid":
-        after_ready(tx, inst, cause=ev.id)
+        result.update(waiting(after_ready(tx, inst, cause=ev.id)))
+    return result

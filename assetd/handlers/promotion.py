@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from assetd.errors import RejectedError
 from assetd.handlers.decode import Inbound
 from assetd.handlers.registration import create_instance
-from assetd.handlers.rules_step import after_ready, decide, event_instance, matched, move_back
+from assetd.handlers.rules_step import (
+    after_ready,
+    decide,
+    event_instance,
+    matched,
+    move_back,
+    waiting,
+)
 from assetd.handlers.tx import InstanceRef, Tx
 from assetd.registry import aliases, repo
 from assetd.schemas.inbound import AliasRollbackRequested, PromotionRequested
 from assetd.schemas.outbound import ResolvedInput
 
 
-def on_promotion_requested(tx: Tx, item: Inbound) -> None:
+def on_promotion_requested(tx: Tx, item: Inbound) -> dict[str, Any]:
     """Gates and checks apply unless ``force`` (recorded); ``to_branch`` copies instead."""
     ev, data = item.event, item.data
     assert isinstance(data, PromotionRequested)
@@ -30,16 +39,18 @@ def on_promotion_requested(tx: Tx, item: Inbound) -> None:
             state="ready", cause=ev.id,
             inputs=[(inst.id, ResolvedInput(asset=ev.subject, branch=ev.branch,
                                             instance=inst.name))])
-        after_ready(tx, copy, cause=ev.id)
-        return
+        return {"instance": inst.name,
+                "copied_to": {"branch": data.to_branch, "instance": copy.name},
+                **waiting(after_ready(tx, copy, cause=ev.id))}
     found = matched(tx, inst)
     name, rule = found if found else (None, None)
     request = {"reason": data.reason, "requested_by": data.requested_by or ev.source,
                "force": data.force}
     decide(tx, inst, name, rule, cause=ev.id, alias=data.alias, manual=request)
+    return {"instance": inst.name, "alias": data.alias}
 
 
-def on_rollback_requested(tx: Tx, item: Inbound) -> None:
+def on_rollback_requested(tx: Tx, item: Inbound) -> dict[str, Any]:
     """Move an alias back to ``to``, or to the newest earlier holder that is still valid."""
     ev, data = item.event, item.data
     assert isinstance(data, AliasRollbackRequested)
@@ -67,3 +78,4 @@ def on_rollback_requested(tx: Tx, item: Inbound) -> None:
         target = InstanceRef.of(back)
     move_back(tx, current, data.alias, target, reason=data.reason, cause=ev.id,
               request={"requested_by": data.requested_by or ev.source, "to": data.to})
+    return {"alias": data.alias, "from": current.name, "to": target.name}

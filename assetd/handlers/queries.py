@@ -15,8 +15,8 @@ from sqlalchemy import Engine
 from assetd.errors import QueryError
 from assetd.handlers.decode import pydantic_errors
 from assetd.registry import reads
+from assetd.schemas import wire
 from assetd.schemas.api import REQUESTS
-from assetd.schemas.ids import is_project
 
 log = structlog.get_logger("assetd.api")
 # Room for the reply's protocol line (NATS counts headers against max_payload too).
@@ -25,7 +25,7 @@ _INBOX = re.compile(r"_INBOX(\.[A-Za-z0-9_~/@+-]{1,64}){1,8}")
 
 
 class Queries:
-    """Answers ``<prefix>.api.<project>.<method>`` and ``<prefix>.api.status``.
+    """Answers the query subjects (a project's methods, and ``status``).
 
     A reply goes only to the requester's own inbox space (``_INBOX.<project>.…`` for a
     project's query, ``_INBOX.…`` for ``status``) and is never larger than ``max_reply()``
@@ -49,8 +49,9 @@ class Queries:
         """May the answer to a request on ``subject`` go to ``reply``?"""
         if not reply or not _INBOX.fullmatch(reply):
             return False
-        parts = subject.split(".")
-        return len(parts) != 4 or reply.startswith(f"_INBOX.{parts[2]}.")
+        parsed = wire.parse_api(subject, self.prefix)
+        project = parsed[0] if parsed else None
+        return project is None or reply.startswith(f"_INBOX.{project}.")
 
     async def handle(self, subject: str, payload: bytes) -> bytes:
         """Answer one request; every failure becomes ``{"ok": false, "error": …}``."""
@@ -64,13 +65,14 @@ class Queries:
             return _error("internal", f"{type(exc).__name__}: {exc}"[:500])
 
     async def _answer(self, subject: str, payload: bytes) -> tuple[str, Any]:
-        parts = subject.split(".")
-        if parts == [self.prefix, "api", "status"]:
+        parsed = wire.parse_api(subject, self.prefix)
+        if parsed is not None and parsed[1] == "status":
             return "status", await self.status()
-        if len(parts) != 4 or not is_project(parts[2]) or parts[3] not in REQUESTS:
-            raise QueryError("invalid", f"use {self.prefix}.api.<project>.<method> with method "
-                             f"one of {', '.join(REQUESTS)}, or {self.prefix}.api.status")
-        project, method = parts[2], parts[3]
+        project, method = parsed or (None, "")
+        if project is None or method not in REQUESTS:
+            fmt = wire.API_FORMAT.replace("<prefix>", self.prefix)
+            raise QueryError("invalid", f"use {fmt} with method one of {', '.join(REQUESTS)}, "
+                             f"or {wire.api_subject(self.prefix, None, 'status')}")
         try:
             body = orjson.loads(payload) if payload.strip() else {}
             req = REQUESTS[method].model_validate(body)
@@ -85,7 +87,7 @@ class Queries:
             if self.events_stream is None:
                 raise QueryError("internal", "this daemon keeps no project streams")
             return method, {"stream": await self.events_stream(project),
-                            "subjects": f"{self.prefix}.out.{project}.>"}
+                            "subjects": wire.project_filter(self.prefix, "out", project)}
         return method, await asyncio.to_thread(self._run, project, method, args)
 
     def _fit(self, method: str, result: Any) -> bytes:
@@ -118,6 +120,8 @@ class Queries:
                                      **self.lineage_limits)
             if method == "timeline":
                 return reads.timeline(conn, project=project, **args)
+            if method == "event":
+                return reads.event(conn, project=project, event_id=args["id"])
             return reads.decisions(conn, project=project, **args)
 
 

@@ -6,14 +6,14 @@ from typing import Any
 
 from assetd.errors import QueryError, RejectedError
 from assetd.handlers.decode import Inbound
-from assetd.handlers.rules_step import after_ready
+from assetd.handlers.rules_step import after_ready, waiting
 from assetd.handlers.tx import InstanceRef, Tx
 from assetd.registry import repo
 from assetd.schemas.inbound import AssetDefined, AssetRegistered
 from assetd.schemas.outbound import InstanceCreated, ResolvedInput
 
 
-def on_defined(tx: Tx, item: Inbound) -> None:
+def on_defined(tx: Tx, item: Inbound) -> dict[str, Any]:
     """Upsert the asset's definition; its kind cannot change once it has instances."""
     ev, data = item.event, item.data
     assert isinstance(data, AssetDefined)
@@ -30,11 +30,12 @@ def on_defined(tx: Tx, item: Inbound) -> None:
     repo.upsert_asset(tx.conn, project=ev.project, asset=ev.subject, values=values,
                       now=tx.now)
     tx.kinds[(ev.project, ev.subject)] = data.kind
+    return {"kind": data.kind}
 
 
-def on_registered(tx: Tx, item: Inbound) -> None:
+def on_registered(tx: Tx, item: Inbound) -> dict[str, Any]:
     """Allocate ``vN``, insert the instance and its input edges, queue ``instance_created``,
-    then run the rules for a ready instance."""
+    then run the rules for a ready instance; return the instance for the ``event`` query."""
     ev, data = item.event, item.data
     assert isinstance(data, AssetRegistered)
     inputs = _resolve_inputs(tx, item)
@@ -43,8 +44,11 @@ def on_registered(tx: Tx, item: Inbound) -> None:
         annotations=data.annotations, tags=data.tags,
         reference=data.reference.model_dump(exclude_none=True), producer=ev.source,
         state=data.state, inputs=inputs, cause=ev.id)
+    result: dict[str, Any] = {"instance": inst.name, "version": inst.version,
+                              "state": inst.state}
     if inst.state == "ready":
-        after_ready(tx, inst, cause=ev.id)
+        result.update(waiting(after_ready(tx, inst, cause=ev.id)))
+    return result
 
 
 def create_instance(

@@ -40,16 +40,25 @@ def matched(tx: Tx, inst: InstanceRef) -> tuple[str, Rule] | None:
     return None if found is None else (f"rules[{found[0]}]", found[1])
 
 
-def after_ready(tx: Tx, inst: InstanceRef, *, cause: str) -> None:
+def after_ready(tx: Tx, inst: InstanceRef, *, cause: str) -> list[Decision]:
     """A new ready instance: drift carried as an annotation, then gates and promotion."""
     found = matched(tx, inst)
     if found is None:
-        return
+        return []
     name, rule = found
     if rule.drift and (score := numeric(inst.annotations.get(rule.drift.metric))) is not None:
         drift_step(tx, inst, name, rule, score, cause=cause)
     if rule.gates or rule.promote:
-        decide(tx, inst, name, rule, cause=cause)
+        return decide(tx, inst, name, rule, cause=cause)
+    return []
+
+
+def waiting(decisions: list[Decision]) -> dict[str, Any]:
+    """``{"waiting_for": [check, …]}`` when the candidate now waits for checks, else ``{}``."""
+    for d in decisions:
+        if d.outcome == "waiting":
+            return {"waiting_for": list(d.missing_checks)}
+    return {}
 
 
 def decide(tx: Tx, inst: InstanceRef, name: str | None, rule: Rule | None, *, cause: str,
@@ -181,15 +190,16 @@ def move_back(tx: Tx, holder: InstanceRef, alias: str, target: InstanceRef | Non
                  "reason": reason}))
 
 
-def resume_if_waiting(tx: Tx, inst: InstanceRef, *, cause: str) -> None:
+def resume_if_waiting(tx: Tx, inst: InstanceRef, *, cause: str) -> list[Decision]:
     """A new check result: a candidate that was waiting for checks is decided now."""
     found = matched(tx, inst)
     if found is None or not found[1].promote:
-        return
+        return []
     last = aliases.last_outcome(tx.conn, project=inst.project, branch=inst.branch,
                                 asset=inst.asset, instance=inst.name, outcomes=FINAL)
     if last == "waiting":
-        decide(tx, inst, found[0], found[1], cause=cause, include_gates=False)
+        return decide(tx, inst, found[0], found[1], cause=cause, include_gates=False)
+    return []
 
 
 def event_instance(tx: Tx, ev: CloudEvent, selector: str, *,

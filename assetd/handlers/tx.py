@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 from assetd.errors import RejectedError
 from assetd.registry import repo
 from assetd.rules.loader import LoadedRules
-from assetd.schemas.envelope import iso
+from assetd.schemas import wire
 
 # What one outbound event may weigh: the relay must never hand NATS a message it refuses
 # (a refused publish closes the connection). The daemon checks at start that the server's
@@ -31,16 +31,15 @@ def outbound_id(project: str, cause: str, type_: str, asset: str, branch: str) -
 
 def outbound(*, prefix: str, project: str, branch: str, asset: str, type_: str,
              cause: str | None, data: BaseModel | dict[str, Any], key: str | None,
-             now: datetime) -> dict[str, Any]:
-    """One outbound CloudEvent as an outbox row: ``id``, ``subject``, ``payload``."""
+             now: datetime, trace: dict[str, str] | None = None) -> dict[str, Any]:
+    """One outbound CloudEvent as an outbox row: ``id``, ``subject``, ``payload``; ``trace``
+    (the cause's ``traceparent``/``tracestate``) goes on as extension attributes."""
     body = data.model_dump(mode="json", by_alias=True) if isinstance(data, BaseModel) else data
     eid = outbound_id(project, key or cause or "", type_, asset, branch)
-    envelope = {
-        "specversion": "1.0", "id": eid, "source": "assetd", "type": type_,
-        "time": iso(now), "subject": asset, "project": project, "branch": branch,
-        "datacontenttype": "application/json", "causeid": cause, "data": body,
-    }
-    return {"id": eid, "subject": f"{prefix}.out.{project}.{asset}.{type_}",
+    envelope = wire.envelope(event_id=eid, source="assetd", type_=type_, time=now,
+                             project=project, branch=branch, asset=asset, data=body,
+                             causeid=cause, **(trace or {}))
+    return {"id": eid, "subject": wire.out_subject(prefix, project, branch, asset, type_),
             "payload": orjson.dumps(envelope), "created_at": now}
 
 
@@ -84,6 +83,7 @@ class Tx:
     committed_outbox: list[dict[str, Any]] = field(default_factory=list)
     decided: list[str] = field(default_factory=list)
     decisions: Counter[str] = field(default_factory=Counter)
+    trace: dict[str, str] = field(default_factory=dict)  # the current event's trace context
 
     def emit(
         self, *, project: str, branch: str, asset: str, type_: str, cause: str | None,
@@ -95,7 +95,8 @@ class Tx:
         queues the same ids and the outbox and JetStream both drop the copy.
         """
         row = outbound(prefix=self.prefix, project=project, branch=branch, asset=asset,
-                       type_=type_, cause=cause, data=data, key=key, now=self.now)
+                       type_=type_, cause=cause, data=data, key=key, now=self.now,
+                       trace=self.trace)
         if len(row["payload"]) > OUTBOUND_MAX_BYTES:
             raise RejectedError(f"its {type_} event would be {len(row['payload'])} bytes; the "
                                 f"limit is {OUTBOUND_MAX_BYTES} (send fewer or smaller values)")

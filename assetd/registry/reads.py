@@ -10,7 +10,17 @@ from sqlalchemy import Connection, and_, func, or_, select
 
 from assetd.errors import InvalidError, NotFoundError
 from assetd.registry import repo
-from assetd.registry.tables import ALIAS, ALIAS_HISTORY, ASSET, CHECK, DECISION, EDGE, INSTANCE
+from assetd.registry.tables import (
+    ALIAS,
+    ALIAS_HISTORY,
+    ASSET,
+    CHECK,
+    DECISION,
+    EDGE,
+    EVENT_OUTCOME,
+    INBOX,
+    INSTANCE,
+)
 from assetd.schemas.envelope import iso
 from assetd.schemas.ids import parse_selector
 
@@ -265,3 +275,20 @@ def timeline(conn: Connection, *, project: str, branch: str, asset: str,
             for h in hist
         ],
     }
+
+
+def event(conn: Connection, *, project: str, event_id: str) -> dict[str, Any]:
+    """What became of one inbound id: ``applied`` (with what it produced), ``rejected``
+    (with why) or ``unknown``; a primary-key lookup (two for an id applied before the
+    registry kept outcomes: those answer ``applied`` with a null ``outcome``)."""
+    row = conn.execute(select(EVENT_OUTCOME).where(
+        EVENT_OUTCOME.c.project == project, EVENT_OUTCOME.c.event_id == event_id)).first()
+    if row is not None:
+        return {"status": row.status, "type": row.type, "outcome": row.outcome,
+                "at": iso(row.recorded_at), "seq": row.seq}
+    old = conn.execute(select(INBOX.c.type, INBOX.c.applied_at).where(
+        INBOX.c.project == project, INBOX.c.event_id == event_id)).first()
+    if old is not None:
+        return {"status": "applied", "type": old.type, "outcome": None,
+                "at": iso(old.applied_at), "seq": None}
+    return {"status": "unknown", "type": None, "outcome": None, "at": None, "seq": None}

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Insert, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from assetd.errors import InvalidError, NotFoundError
-from assetd.registry.tables import ALIAS, ASSET, EDGE, INBOX, INSTANCE, OUTBOX
+from assetd.registry.tables import ALIAS, ASSET, EDGE, EVENT_OUTCOME, INBOX, INSTANCE, OUTBOX
 from assetd.schemas.ids import parse_selector
 
 # Hot-path statements are built once and executed with parameter dicts: building
@@ -47,6 +47,30 @@ def outbox_add(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
     """Queue outbound events (``id``, ``subject``, ``payload``, ``created_at``); ids are unique."""
     if rows:
         conn.execute(_insert_ignore(conn, OUTBOX, ["id"]), rows)
+
+
+_OUTCOME_UPSERT: dict[str, Insert] = {}
+
+
+def outcomes_add(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
+    """Record what became of inbound ids (``project``, ``event_id``, ``type``, ``status``,
+    ``outcome``, ``seq``, ``recorded_at``), one statement for the batch.
+
+    A row replaces only a ``rejected`` one: an applied id keeps its first outcome for ever,
+    while a rejected id stays open to a corrected re-publish (or a DLQ replay).
+    """
+    if not rows:
+        return
+    name = conn.dialect.name
+    if name not in _OUTCOME_UPSERT:
+        dialect = postgresql if name == "postgresql" else sqlite
+        stmt = dialect.insert(EVENT_OUTCOME)
+        _OUTCOME_UPSERT[name] = stmt.on_conflict_do_update(
+            index_elements=["project", "event_id"],
+            set_={c: stmt.excluded[c] for c in ("type", "status", "outcome", "seq",
+                                                "recorded_at")},
+            where=EVENT_OUTCOME.c.status == "rejected")
+    conn.execute(_OUTCOME_UPSERT[name], rows)
 
 
 def outbox_pending(conn: Connection, *, limit: int) -> list[tuple[int, str, str, bytes]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -162,6 +162,22 @@ class InboxEntry(SQLModel, table=True):
     applied_at: datetime
 
 
+class EventOutcome(SQLModel, table=True):
+    """What became of one inbound event id (the ``event`` query): applied, with what it
+    produced, or rejected, with why. Written with the batch; an applied row is final, a
+    rejected one is replaced by a later attempt of the same id."""
+
+    __tablename__ = "event_outcome"
+
+    project: str = Field(primary_key=True, max_length=64)
+    event_id: str = Field(primary_key=True, max_length=128)
+    type: str | None = Field(default=None, max_length=64)
+    status: str = Field(max_length=16)
+    outcome: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    recorded_at: datetime
+
+
 class OutboxEntry(SQLModel, table=True):
     """An outbound event committed with its cause, published by the relay."""
 
@@ -187,3 +203,4 @@ CHECK = CheckResult.__table__  # type: ignore[attr-defined]
 LEASE = Lease.__table__  # type: ignore[attr-defined]
 ALIAS_HISTORY = AliasHistory.__table__  # type: ignore[attr-defined]
 OUTBOX = OutboxEntry.__table__  # type: ignore[attr-defined]
+EVENT_OUTCOME = EventOutcome.__table__  # type: ignore[attr-defined]

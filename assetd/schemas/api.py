@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-from assetd.schemas.ids import MAX_VERSION, AssetId, BranchId, Selector
+from assetd.schemas.ids import MAX_VERSION, AssetId, BranchId, EventId, Selector
 from assetd.schemas.inbound import Kind, StrMap
 
 
@@ -74,6 +74,13 @@ class TimelineRequest(_Req):
     limit: int = Field(default=1000, ge=1, le=10000)
 
 
+class EventRequest(_Req):
+    """What became of one inbound event id: ``applied`` (with what it produced), ``rejected``
+    (with why) or ``unknown``."""
+
+    id: EventId
+
+
 class EventsStreamRequest(_Req):
     """Where a project's services read its outbound events durably (an extension of §7):
     the daemon makes sure the project's own stream ``ASSETD_OUT_<project>`` exists."""
@@ -101,5 +108,6 @@ REQUESTS: dict[str, type[_Req]] = {
     "lineage": LineageRequest,
     "decisions": DecisionsRequest,
     "timeline": TimelineRequest,
+    "event": EventRequest,
     "events_stream": EventsStreamRequest,
 }
