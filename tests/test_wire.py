@@ -12,7 +12,7 @@ import pytest
 from assetd.client import AssetClient
 from assetd.daemon.app import Daemon
 from assetd.schemas import wire
-from tests.helpers import wait_for
+from tests.helpers import out_events, wait_for
 
 
 @pytest.mark.parametrize(("branch", "token"), [
@@ -87,3 +87,30 @@ async def _take(stream: Any, n: int) -> Any:
         if got >= n:
             await stream.aclose()
             return
+
+
+async def test_branch_semantics_of_retrain_and_queries(daemon: Daemon, js: Any,
+                                                       tmp_path: Any) -> None:
+    """Drift on main's features signals the model on the branch where it was fed by them
+    (``user.alice``), never on main where it has no instance; a client on a branch queries
+    that branch by default."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("version: 1\nrules:\n  - asset: feats\n    drift: {metric: psi, max: 0.2}\n"
+                     "  - asset: model\n    promote: {metric: f1}\n")
+    daemon.rules.path = rules
+    assert daemon.rules.reload()
+    async with AssetClient("fraud", settings=daemon.settings, timeout=15) as main, \
+            AssetClient("fraud", "user.alice", settings=daemon.settings, timeout=15) as alice:
+        await main.register_data("feats", wait=True)
+        await alice.register_model("model", annotations={"f1": 0.8},
+                                   inputs=[{"asset": "feats", "instance": "latest",
+                                            "branch": "main"}], wait=True)
+        await main.report_drift("feats", "psi", 0.5)
+        await wait_for(lambda: out_events(js, "retrain_required"), what="retrain")
+        await asyncio.sleep(0.3)
+        retrain = await out_events(js, "retrain_required")
+        assert [(e["_subject"], e["branch"]) for e in retrain] == [
+            ("assetd.out.fraud.user~alice.model.retrain_required", "user.alice")]
+        assert [d["outcome"] for d in await alice.request("decisions", asset="model")] == \
+            ["promoted"]
+        assert await main.request("decisions", asset="model") == [], "main has none"

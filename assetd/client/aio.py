@@ -25,6 +25,7 @@ import structlog
 from assetd.config import Settings, load_settings
 from assetd.errors import AssetdError, QueryError
 from assetd.schemas import wire
+from assetd.schemas.api import REQUESTS
 from assetd.schemas.ids import is_asset, is_project
 
 Kind = Literal["data", "model"]
@@ -405,8 +406,12 @@ class AssetClient:
     # -- queries ----------------------------------------------------------------------------
 
     async def request(self, method: str, **body: Any) -> Any:
-        """Send one query; return its result or raise :class:`QueryError`."""
+        """Send one query; return its result or raise :class:`QueryError`. A query that takes
+        a ``branch`` asks on the client's branch unless told otherwise."""
         await self.connect()
+        model = REQUESTS.get(method)
+        if model is not None and "branch" in model.model_fields and "branch" not in body:
+            body["branch"] = self.branch
         subject = wire.api_subject(self.prefix, self.project, method)
         try:
             msg = await self._guarded(self._nc.request(subject, orjson.dumps(body),

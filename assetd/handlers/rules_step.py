@@ -147,16 +147,19 @@ def drift_step(tx: Tx, inst: InstanceRef, name: str, rule: Rule, score: float, *
     drift = rule.drift
     assert drift is not None
     exceeded = drift_exceeded(drift, score)
-    targets = drift.retrain or aliases.models_fed_by(tx.conn, project=inst.project,
-                                                     asset=inst.asset)
+    # Named targets are signalled on the drifting instance's branch; targets found from
+    # lineage on each branch where the target has an instance fed by this asset.
+    targets = ([(t, inst.branch) for t in drift.retrain] if drift.retrain else
+               aliases.models_fed_by(tx.conn, project=inst.project, asset=inst.asset))
     _log(tx, inst, "drift_exceeded" if exceeded else "drift_ok", name, cause,
          {"metric": drift.metric, "score": score, "threshold": drift.max,
-          "targets": targets if exceeded else []})
+          "targets": [t if b == inst.branch else f"{t}@{b}" for t, b in targets]
+          if exceeded else []})
     if not exceeded:
         return
     reason = f"{drift.metric} {score} > {drift.max} on {inst.asset} {inst.name}"
-    for target in targets:
-        tx.emit(project=inst.project, branch=inst.branch, asset=target,
+    for target, branch in targets:
+        tx.emit(project=inst.project, branch=branch, asset=target,
                 type_="retrain_required", cause=cause,
                 data=RetrainRequired(trigger_asset=inst.asset, trigger_instance=inst.name,
                                      metric=drift.metric, score=score, threshold=drift.max,

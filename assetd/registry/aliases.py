@@ -121,15 +121,16 @@ def checks_for(conn: Connection, *, instance_id: int) -> dict[str, bool]:
     return {name: bool(passed) for name, passed in conn.execute(q)}
 
 
-def models_fed_by(conn: Connection, *, project: str, asset: str) -> list[str]:
-    """Model assets whose instances list an instance of ``asset`` among their inputs."""
+def models_fed_by(conn: Connection, *, project: str, asset: str) -> list[tuple[str, str]]:
+    """``(model asset, branch)`` for each branch where an instance of that model lists an
+    instance of ``asset`` among its inputs."""
     up, down = INSTANCE.alias("up"), INSTANCE.alias("down")
-    q = (select(down.c.asset).distinct()
+    q = (select(down.c.asset, down.c.branch).distinct()
          .select_from(EDGE.join(up, up.c.id == EDGE.c.upstream_id)
                       .join(down, down.c.id == EDGE.c.downstream_id)
                       .join(ASSET, and_(ASSET.c.project == down.c.project,
                                         ASSET.c.asset == down.c.asset)))
          .where(EDGE.c.relation == "input", up.c.project == project, up.c.asset == asset,
                 ASSET.c.kind == "model")
-         .order_by(down.c.asset))
-    return list(conn.execute(q).scalars())
+         .order_by(down.c.asset, down.c.branch))
+    return [(row.asset, row.branch) for row in conn.execute(q)]
