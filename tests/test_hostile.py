@@ -20,6 +20,7 @@ from assetd.daemon.app import Daemon
 from assetd.errors import RejectedError
 from assetd.handlers.deadletter import dead_letter_copy, headers_size
 from assetd.handlers.tx import OUTBOUND_MAX_BYTES, Tx
+from assetd.schemas.outbound import EventRejected
 from tests.conftest import daemon_settings, running_daemon
 from tests.helpers import envelope, out_events, publish, stream_messages, wait_for
 
@@ -193,9 +194,10 @@ def test_an_outbound_event_over_the_limit_refuses_its_cause() -> None:
     """An outbound event that NATS might refuse is never queued: its cause is rejected."""
     tx = Tx(conn=None, now=__import__("datetime").datetime.now(), prefix="assetd",  # type: ignore[arg-type]
             rules=None)
-    with pytest.raises(RejectedError, match="the limit is"):
-        tx.emit(project="p", branch="main", asset="a", type_="instance_created", cause="c",
-                data={"blob": "z" * OUTBOUND_MAX_BYTES})
+    with pytest.raises(RejectedError, match="its event_rejected event would be"):
+        tx.emit(project="p", branch="main", asset="a", cause="c",
+                data=EventRejected(event_id=None, inbound_subject="x",
+                                   reason="z" * OUTBOUND_MAX_BYTES))
 
 
 async def test_a_subscriber_skips_what_is_not_an_event(daemon: Daemon, js: Any,

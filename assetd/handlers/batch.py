@@ -123,7 +123,7 @@ def rejection_row(rec: Received, *, prefix: str, now: datetime) -> dict[str, Any
     tok = rec.tokens
     return outbound(prefix=prefix, project=tok.project, branch=tok.branch or wire.UNKNOWN,
                     asset=tok.asset,
-                    type_="event_rejected", cause=tok.event_id, key=f"rejected:{rec.seq}",
+                    type_=EventRejected.TYPE, cause=tok.event_id, key=f"rejected:{rec.seq}",
                     now=now, data=EventRejected(event_id=tok.event_id,
                                                 inbound_subject=tok.subject,
                                                 reason=rec.error or "rejected",

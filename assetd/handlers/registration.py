@@ -79,7 +79,7 @@ def create_instance(
          "event_id": cause, "created_at": tx.now}
         for up_id, _ in inputs
     ])
-    tx.emit(project=project, branch=branch, asset=asset, type_="instance_created", cause=cause,
+    tx.emit(project=project, branch=branch, asset=asset, cause=cause,
             data=InstanceCreated(
                 instance=f"v{version}", version=version, kind=kind,
                 annotations=annotations, tags=tags, reference=reference,

@@ -17,13 +17,17 @@ from assetd.schemas.outbound import (
     AliasRolledBack,
     AssetPromoted,
     GateResult,
+    PromotionRejected,
+    QualityGateFailed,
     QualityGateOutcome,
+    QualityGatePassed,
     RetrainRequired,
 )
 from assetd.schemas.rules import Rule
 
 FINAL = ("waiting", "promoted", "rejected")
-GATE_EVENT = {"gates_passed": "quality_gate_passed", "gates_failed": "quality_gate_failed"}
+GATE_EVENT: dict[str, type[QualityGateOutcome]] = {"gates_passed": QualityGatePassed,
+                                                   "gates_failed": QualityGateFailed}
 
 
 def candidate(inst: InstanceRef) -> Candidate:
@@ -84,17 +88,15 @@ def _apply(tx: Tx, inst: InstanceRef, champion: InstanceRef | None, d: Decision,
     decision_id = _log(tx, inst, d.outcome, rule, cause, _inputs(d, champion, manual))
     where = {"project": inst.project, "branch": inst.branch, "asset": inst.asset}
     if d.outcome in ("gates_passed", "gates_failed"):
-        results = [GateResult(metric=g.metric, op=g.op, threshold=g.threshold, value=g.value,
-                              passed=g.passed, reason=g.reason) for g in d.gates]
-        tx.emit(**where, type_=GATE_EVENT[d.outcome], cause=cause,
-                data=QualityGateOutcome(instance=inst.name, results=results))
+        tx.emit(**where, cause=cause, data=GATE_EVENT[d.outcome](
+            instance=inst.name, results=[_gate(g) for g in d.gates]))
     elif d.outcome == "promoted":
         assert d.alias is not None
         if champion is None or champion.id != inst.id:  # a manual re-promotion moves nothing
             aliases.move(tx.conn, **where, alias=d.alias,
                          expected=champion.id if champion else None, new=inst, now=tx.now,
                          decision_id=decision_id, event_id=cause)
-        tx.emit(**where, type_="asset_promoted", cause=cause, key=f"{cause}/{d.alias}",
+        tx.emit(**where, cause=cause, key=f"{cause}/{d.alias}",
                 data=AssetPromoted(
                     instance=inst.name, alias=d.alias, previous=champion and champion.name,
                     metric=d.metric, candidate_value=d.candidate_value,
@@ -102,18 +104,16 @@ def _apply(tx: Tx, inst: InstanceRef, champion: InstanceRef | None, d: Decision,
                     manual=d.manual,
                     reason=(manual or {}).get("reason") or d.reason))
     elif d.outcome == "rejected":
-        data: dict[str, Any] = {"instance": inst.name, "alias": d.alias,
-                                "champion": champion and champion.name, "reason": d.reason,
-                                "rule": rule, "manual": d.manual}
-        data.update({k: v for k, v in (("metric", d.metric),
-                                       ("candidate_value", d.candidate_value),
-                                       ("champion_value", d.champion_value),
-                                       ("improvement", d.improvement)) if v is not None})
-        if d.gates:
-            data["gates"] = [g.__dict__ for g in d.gates]
-        data.update(d.details)
-        tx.emit(**where, type_="promotion_rejected", cause=cause, key=f"{cause}/{d.alias}",
-                data=data)
+        tx.emit(**where, cause=cause, key=f"{cause}/{d.alias}", data=PromotionRejected(
+            instance=inst.name, alias=d.alias, champion=champion and champion.name,
+            reason=d.reason, rule=rule, manual=d.manual, metric=d.metric,
+            candidate_value=d.candidate_value, champion_value=d.champion_value,
+            improvement=d.improvement, gates=[_gate(g) for g in d.gates], **d.details))
+
+
+def _gate(g: Any) -> GateResult:
+    return GateResult(metric=g.metric, op=g.op, threshold=g.threshold, value=g.value,
+                      passed=g.passed, reason=g.reason)
 
 
 def _inputs(d: Decision, champion: InstanceRef | None,
@@ -160,7 +160,7 @@ def drift_step(tx: Tx, inst: InstanceRef, name: str, rule: Rule, score: float, *
     reason = f"{drift.metric} {score} > {drift.max} on {inst.asset} {inst.name}"
     for target, branch in targets:
         tx.emit(project=inst.project, branch=branch, asset=target,
-                type_="retrain_required", cause=cause,
+                cause=cause,
                 data=RetrainRequired(trigger_asset=inst.asset, trigger_instance=inst.name,
                                      metric=drift.metric, score=score, threshold=drift.max,
                                      reason=reason))
@@ -187,7 +187,7 @@ def move_back(tx: Tx, holder: InstanceRef, alias: str, target: InstanceRef | Non
     decision_id = _log(tx, holder, "rolled_back", None, cause, inputs)
     aliases.move(tx.conn, **where, alias=alias, expected=holder.id, new=target, now=tx.now,
                  decision_id=decision_id, event_id=cause)
-    tx.emit(**where, type_="alias_rolled_back", cause=cause, key=f"{cause}/{alias}",
+    tx.emit(**where, cause=cause, key=f"{cause}/{alias}",
             data=AliasRolledBack.model_validate(
                 {"alias": alias, "from": holder.name, "to": target.name if target else None,
                  "reason": reason}))

@@ -43,7 +43,7 @@ def check_freshness(engine: Engine, *, rules: LoadedRules | None, prefix: str) -
             _log(tx, inst, "stale", None, f"stale:{row.id}",
                  {"max_age_seconds": rule.freshness.max_age, "age_seconds": round(age, 3)})
             tx.emit(project=row.project, branch=row.branch, asset=row.asset,
-                    type_="asset_stale", cause=None, key=f"stale:{row.id}",
+                    cause=None, key=f"stale:{row.id}",
                     data=AssetStale(last_instance=inst.name,
                                     last_refreshed_at=iso(row.created_at),
                                     max_age_seconds=rule.freshness.max_age))
@@ -86,7 +86,7 @@ def abandon_pending(engine: Engine, *, timeout: float, prefix: str) -> int:
             repo.update_instance(conn, instance_id=row.id,
                                  values={"state": "abandoned", "updated_at": tx.now})
             tx.emit(project=row.project, branch=row.branch, asset=row.asset,
-                    type_="instance_abandoned", cause=None, key=f"abandoned:{row.id}",
+                    cause=None, key=f"abandoned:{row.id}",
                     data=InstanceAbandoned(instance=f"v{row.version}",
                                            pending_since=iso(row.created_at),
                                            reason=f"pending for more than {timeout:g} s"))

@@ -16,6 +16,7 @@ from assetd.errors import RejectedError
 from assetd.registry import repo
 from assetd.rules.loader import LoadedRules
 from assetd.schemas import wire
+from assetd.schemas.outbound import OutboundData
 
 # What one outbound event may weigh: the relay must never hand NATS a message it refuses
 # (a refused publish closes the connection). The daemon checks at start that the server's
@@ -86,8 +87,8 @@ class Tx:
     trace: dict[str, str] = field(default_factory=dict)  # the current event's trace context
 
     def emit(
-        self, *, project: str, branch: str, asset: str, type_: str, cause: str | None,
-        data: BaseModel | dict[str, Any], key: str | None = None,
+        self, *, project: str, branch: str, asset: str, cause: str | None,
+        data: OutboundData, key: str | None = None,
     ) -> None:
         """Queue one outbound CloudEvent; it is written with the change it describes.
 
@@ -95,10 +96,10 @@ class Tx:
         queues the same ids and the outbox and JetStream both drop the copy.
         """
         row = outbound(prefix=self.prefix, project=project, branch=branch, asset=asset,
-                       type_=type_, cause=cause, data=data, key=key, now=self.now,
+                       type_=data.TYPE, cause=cause, data=data, key=key, now=self.now,
                        trace=self.trace)
         if len(row["payload"]) > OUTBOUND_MAX_BYTES:
-            raise RejectedError(f"its {type_} event would be {len(row['payload'])} bytes; the "
+            raise RejectedError(f"its {data.TYPE} event would be {len(row['payload'])} bytes; the "
                                 f"limit is {OUTBOUND_MAX_BYTES} (send fewer or smaller values)")
         self.outbox.append(row)
 
