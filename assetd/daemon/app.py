@@ -37,8 +37,6 @@ from assetd.registry import repo
 from assetd.registry.engine import is_sqlite, make_engine, write_problem
 from assetd.registry.migrate import upgrade
 from assetd.schemas import wire
-from assetd.schemas.envelope import CloudEvent
-from assetd.schemas.outbound import OUTBOUND
 
 log = structlog.get_logger("assetd.daemon")
 
@@ -393,17 +391,15 @@ def build_broker(settings: Settings, *, closed_cb: Callback | None = None,
 
 
 def register_subscribers(broker: NatsBroker, settings: Settings, daemon: Daemon | None) -> None:
-    """Declare the query API and, for the AsyncAPI document, the outbound events.
+    """Declare the query API (the AsyncAPI document is built from the models and
+    :mod:`assetd.schemas.wire` by :mod:`assetd.schemas.asyncapi`, not from the broker).
 
     The inbound stream is pulled by :class:`PullConsumer` (nats-py), not a FastStream
     subscriber: see docs/architecture.md for the measurement behind that choice.
     """
     s = settings
     api = broker.subscriber(wire.api_pattern(s.subject_prefix), queue=wire.API_QUEUE,
-                            decoder=_raw,
-                            no_reply=True,
-                            title=wire.api_subject(s.subject_prefix, "{project}", "{method}"),
-                            description="Queries (CONTRACT §7), core NATS request-reply.")
+                            decoder=_raw, no_reply=True)
 
     @api
     async def on_query(body: Any = Context("message.raw_message")) -> None:
@@ -415,8 +411,3 @@ def register_subscribers(broker: NatsBroker, settings: Settings, daemon: Daemon 
             return
         answer = await daemon.queries.handle(body.subject, body.data)
         await broker.connection.publish(body.reply, answer)
-
-    for type_ in OUTBOUND:
-        subject = wire.out_subject(s.subject_prefix, "{project}", "{branch}", "{asset}", type_)
-        broker.publisher(subject, title=subject, schema=CloudEvent,
-                         description=f"Outbound {type_} (CONTRACT §5), via the outbox relay.")
