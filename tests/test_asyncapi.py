@@ -27,6 +27,7 @@ from assetd.schemas.asyncapi import PREFIX
 from assetd.schemas.export import SCHEMA_DIALECT, schema_documents
 from assetd.schemas.inbound import INBOUND
 from assetd.schemas.outbound import OUTBOUND
+from assetd.schemas.replies import REPLIES
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_PATH = ROOT / "docs" / "asyncapi.json"
@@ -177,14 +178,20 @@ def test_every_event_has_typed_data_and_headers(doc: dict[str, Any]) -> None:
 
 
 def test_queries_are_request_reply(doc: dict[str, Any]) -> None:
-    """Each query is a receive operation with its request model and a reply of ApiReply."""
+    """Each query is a receive operation with its request model and a reply whose ``result``
+    is that method's reply model (status: the generic ApiReply)."""
     for method in [*REQUESTS, "status"]:
         op = doc["operations"][f"answer_{method}"]
         assert op["action"] == "receive"
         assert op["reply"]["channel"] == {"$ref": "#/channels/api_reply"}
         (reply_ref,) = op["reply"]["messages"]
         reply = _resolve(doc, _resolve(doc, reply_ref["$ref"])["$ref"])
-        assert reply["payload"] == {"$ref": "#/components/schemas/ApiReply"}
+        if method in REPLIES:
+            typed = _resolve(doc, reply["payload"]["$ref"])
+            assert typed["properties"]["result"] == {
+                "$ref": f"#/components/schemas/{REPLIES[method].__name__}"}
+        else:
+            assert reply["payload"] == {"$ref": "#/components/schemas/ApiReply"}
         _, request = _payload(doc, f"api_{method}")
         if method in REQUESTS:
             assert request["title"] == REQUESTS[method].__name__

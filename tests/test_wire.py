@@ -114,3 +114,7 @@ async def test_branch_semantics_of_retrain_and_queries(daemon: Daemon, js: Any,
         assert [d["outcome"] for d in await alice.request("decisions", asset="model")] == \
             ["promoted"]
         assert await main.request("decisions", asset="model") == [], "main has none"
+        assert (await main.list_instances("model", branch="user.alice"))["items"][0][
+            "branch"] == "user.alice", "a listing takes a branch"
+        assert [a["asset"] for a in await alice.list_assets()] == ["feats", "model"]
+        assert (await alice.list_assets())[1]["instances"] == 1

@@ -439,10 +439,10 @@ class AssetClient:
         result: dict[str, Any] = await self.request("resolve", **body)
         return result
 
-    async def list_assets(self, *, kind: Kind | None = None,
-                          tags: dict[str, str] | None = None) -> list[dict[str, Any]]:
-        """Assets of the project on this branch."""
-        body: dict[str, Any] = {"branch": self.branch}
+    async def list_assets(self, *, kind: Kind | None = None, tags: dict[str, str] | None = None,
+                          branch: str | None = None) -> list[dict[str, Any]]:
+        """Assets of the project on ``branch`` (default the client's)."""
+        body: dict[str, Any] = {"branch": branch or self.branch}
         if kind:
             body["kind"] = kind
         if tags:
@@ -450,20 +450,22 @@ class AssetClient:
         result: list[dict[str, Any]] = await self.request("assets", **body)
         return result
 
-    async def list_instances(self, asset: str, *, limit: int = 50,
-                             before: int | None = None) -> dict[str, Any]:
-        """One page of instances, newest first: ``{"items": […], "next": before-or-None}``."""
-        body: dict[str, Any] = {"asset": asset, "branch": self.branch, "limit": limit}
+    async def list_instances(self, asset: str, *, limit: int = 50, before: int | None = None,
+                             branch: str | None = None) -> dict[str, Any]:
+        """One page of instances on ``branch`` (default the client's), newest first:
+        ``{"items": […], "next": before-or-None}``."""
+        body: dict[str, Any] = {"asset": asset, "branch": branch or self.branch, "limit": limit}
         if before is not None:
             body["before"] = before
         result: dict[str, Any] = await self.request("instances", **body)
         return result
 
     async def lineage(self, asset: str, instance: str = "latest", *,
-                      direction: str = "upstream", depth: int = 3) -> dict[str, Any]:
-        """Lineage graph around one instance."""
+                      direction: str = "upstream", depth: int = 3,
+                      branch: str | None = None) -> dict[str, Any]:
+        """Lineage graph around one instance on ``branch`` (default the client's)."""
         result: dict[str, Any] = await self.request(
-            "lineage", asset=asset, branch=self.branch, instance=instance,
+            "lineage", asset=asset, branch=branch or self.branch, instance=instance,
             direction=direction, depth=depth)
         return result
 

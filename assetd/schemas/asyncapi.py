@@ -22,6 +22,7 @@ from assetd.schemas.envelope import CloudEvent
 from assetd.schemas.ids import ASSET_RE, BRANCH_RE, PROJECT_RE
 from assetd.schemas.inbound import INBOUND
 from assetd.schemas.outbound import OUTBOUND
+from assetd.schemas.replies import REPLIES
 from assetd.schemas.wire import Header
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -52,7 +53,8 @@ def _ref(kind: str, name: str) -> dict[str, str]:
 def _model_schemas() -> tuple[dict[str, Any], dict[type[BaseModel], dict[str, str]]]:
     """Every model's schema (``$defs`` included) keyed by name, and each model's ``$ref``."""
     models: list[type[BaseModel]] = [CloudEvent, ApiReply, *INBOUND.values(),
-                                     *OUTBOUND.values(), *REQUESTS.values()]
+                                     *OUTBOUND.values(), *REQUESTS.values(),
+                                     *REPLIES.values()]
     unique = list(dict.fromkeys(models))
     pairs: list[tuple[type[BaseModel], JsonSchemaMode]] = [(m, "validation") for m in unique]
     refs, top = models_json_schema(pairs, ref_template=REF)
@@ -235,11 +237,27 @@ def asyncapi_document(prefix: str = PREFIX) -> dict[str, Any]:
 
     messages["ApiReply"] = _message("reply", "query reply", ApiReply.__name__, None,
                                     "application/json", _doc(ApiReply, "reply"))
+    reply_messages = {"reply": "ApiReply"}
+    for method, reply_model in REPLIES.items():  # typed per method: ``result`` is its model
+        name = f"{_pascal(method)}Reply"
+        schemas[name] = {"type": "object", "title": name, "required": ["ok"],
+                         "description": f"The reply to `{method}`: `result` when `ok`, "
+                                        "else `error`.",
+                         "properties": {"ok": {"type": "boolean"},
+                                        "result": _ref("schemas", reply_model.__name__),
+                                        "error": _ref("schemas", "ApiError")}}
+        messages[name] = _message(f"{method}_reply", f"{method} reply", name, None,
+                                  "application/json", _doc(reply_model, "reply"))
+        reply_messages[f"{method}_reply"] = name
     add("api_reply", None, "The requester's reply subject (core NATS request-reply): it must "
         "start with `_INBOX.<project>.` for a project's query, `_INBOX.` for status; a query "
-        "with any other reply subject gets no answer.", (), {"reply": "ApiReply"})
-    reply = {"channel": {"$ref": "#/channels/api_reply"},
-             "messages": [{"$ref": "#/channels/api_reply/messages/reply"}]}
+        "with any other reply subject gets no answer.", (), reply_messages)
+
+    def reply(method: str) -> dict[str, Any]:
+        key = f"{method}_reply" if method in REPLIES else "reply"
+        return {"channel": {"$ref": "#/channels/api_reply"},
+                "messages": [{"$ref": f"#/channels/api_reply/messages/{key}"}]}
+
     queue = {"nats": {"queue": wire.API_QUEUE, "bindingVersion": NATS_BINDING}}
     methods: dict[str, str] = {m: r.__name__ for m, r in REQUESTS.items()}
     methods["status"] = "StatusRequest"
@@ -253,7 +271,7 @@ def asyncapi_document(prefix: str = PREFIX) -> dict[str, Any]:
             f"The `{method}` query (core NATS request-reply; {body}).",
             () if method == "status" else ("project",), {"request": request})
         operate(f"answer_{method}", "receive", f"api_{method}", "request", doc, "api",
-                reply=reply, bindings=queue)
+                reply=reply(method), bindings=queue)
 
     return {
         "asyncapi": ASYNCAPI_VERSION,
