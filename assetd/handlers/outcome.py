@@ -11,8 +11,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from assetd.handlers.decode import Inbound
 from assetd.handlers.tx import Tx
 from assetd.schemas import wire
@@ -36,15 +34,13 @@ def applied(tx: Tx, item: Inbound, result: dict[str, Any] | None) -> dict[str, A
     if final:
         out["decision"] = final[-1]
     out["decisions"] = decisions
-    out["events"] = [_summary(row["payload"]) for row in tx.outbox]
+    out["events"] = [_summary(*emitted) for emitted in tx.emitted]
     return out
 
 
-def _summary(payload: bytes) -> dict[str, Any]:
-    env = orjson.loads(payload)
-    data = env.get("data") or {}
+def _summary(type_: str, asset: str, branch: str, data: dict[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in data.items() if k not in _BULKY},
-            "type": env["type"], "asset": env["subject"], "branch": env["branch"]}
+            "type": type_, "asset": asset, "branch": branch}
 
 
 def rows(batch: list[Received], *, now: datetime) -> list[dict[str, Any]]:

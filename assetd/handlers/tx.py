@@ -85,6 +85,8 @@ class Tx:
     decided: list[str] = field(default_factory=list)
     decisions: Counter[str] = field(default_factory=Counter)
     trace: dict[str, str] = field(default_factory=dict)  # the current event's trace context
+    # (type, asset, branch, data) of each event the current inbound event queued
+    emitted: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
 
     def emit(
         self, *, project: str, branch: str, asset: str, cause: str | None,
@@ -95,18 +97,21 @@ class Tx:
         Its id derives from ``key`` (default: the inbound id ``cause``), so a retried batch
         queues the same ids and the outbox and JetStream both drop the copy.
         """
+        body = data.model_dump(mode="json", by_alias=True)
         row = outbound(prefix=self.prefix, project=project, branch=branch, asset=asset,
-                       type_=data.TYPE, cause=cause, data=data, key=key, now=self.now,
+                       type_=data.TYPE, cause=cause, data=body, key=key, now=self.now,
                        trace=self.trace)
         if len(row["payload"]) > OUTBOUND_MAX_BYTES:
             raise RejectedError(f"its {data.TYPE} event would be {len(row['payload'])} bytes; the "
                                 f"limit is {OUTBOUND_MAX_BYTES} (send fewer or smaller values)")
         self.outbox.append(row)
+        self.emitted.append((data.TYPE, asset, branch, body))
 
     def keep(self) -> None:
         """The current event's change stands: its outbound events go in with the batch."""
         self.committed_outbox += self.outbox
         self.outbox = []
+        self.emitted = []
         self.decisions.update(self.decided)
         self.decided = []
 
@@ -134,6 +139,7 @@ class Tx:
         """Undo cache changes of a rolled-back event."""
         self.versions, self.kinds = snap
         self.outbox = []
+        self.emitted = []
         self.decided = []
 
     def next_version(self, project: str, branch: str, asset: str) -> int:

@@ -28,10 +28,9 @@ class ResolvedInput(_Out):
     instance: str
 
 
-class InstanceCreated(OutboundData):
-    """Published for every registration."""
+class InstanceData(_Out):
+    """What every view of an instance carries (``instance_created``, the ``resolve`` reply)."""
 
-    TYPE = "instance_created"
     instance: str
     version: int
     kind: Kind
@@ -39,8 +38,14 @@ class InstanceCreated(OutboundData):
     tags: dict[str, str]
     reference: dict[str, Any]
     inputs: list[ResolvedInput]
-    state: Literal["ready", "pending"]
     producer: str
+
+
+class InstanceCreated(OutboundData, InstanceData):
+    """Published for every registration."""
+
+    TYPE = "instance_created"
+    state: Literal["ready", "pending"]
 
 
 class GateResult(_Out):

@@ -12,27 +12,19 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from assetd.schemas.inbound import AnnotationValue, Kind
-from assetd.schemas.outbound import ResolvedInput
+from assetd.schemas.outbound import InstanceData
 
 
 class _Reply(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-class InstanceView(_Reply):
+class InstanceView(InstanceData):
     """One instance: as in ``instance_created``, plus validity, creation time and aliases."""
 
     asset: str
     branch: str
-    instance: str
-    version: int
-    kind: Kind
-    annotations: dict[str, AnnotationValue]
-    tags: dict[str, str]
-    reference: dict[str, Any]
-    inputs: list[ResolvedInput]
     state: Literal["ready", "pending", "abandoned"]
-    producer: str
     validity: Literal["valid", "deprecated", "invalidated"]
     created_at: str
     aliases: list[str]
