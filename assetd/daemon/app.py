@@ -200,13 +200,13 @@ class Daemon:
         return checks
 
     async def refresh(self) -> None:
-        """Bring the gauges of ``/metrics`` up to date."""
+        """Bring the gauges of ``/metrics`` up to date; the cluster-wide ones are exported
+        only while this replica holds the scheduler lease (and the lease row says so)."""
         st = await self.status()
         m = self.metrics
-        for gauge, value in ((m.lag, st["lag"]), (m.outbox, st["outbox_pending"]),
-                             (m.dlq, st["dlq_depth"])):
-            if value is not None:
-                gauge.set(value)
+        holder = self.scheduler.is_leader and bool((st["lease"] or {}).get("this_replica"))
+        m.update_shared(holder=holder, lag=st["lag"], outbox=st["outbox_pending"],
+                        dlq=st["dlq_depth"])
         m.rules_count.set(len(self.rules.current.rules.rules) if self.rules.current else 0)
         m.rules_loaded.set(self.rules.loaded_at.timestamp() if self.rules.loaded_at else 0)
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from assetd.errors import ConfigError
 from assetd.metrics import Metrics
@@ -56,8 +58,25 @@ class HttpServer:
         ok = all(checks.values())
         return web.json_response({"ready": ok, "checks": checks}, status=200 if ok else 503)
 
-    async def _metrics(self, _: web.Request) -> web.Response:
+    async def _metrics(self, request: web.Request) -> web.Response:
         with contextlib.suppress(Exception):  # stale gauges beat no metrics at all
             await asyncio.wait_for(self.refresh(), 5)
-        body = generate_latest(self.metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        body, headers = exposition(self.metrics.registry,
+                                   accept=request.headers.get("Accept", ""),
+                                   accept_encoding=request.headers.get("Accept-Encoding", ""),
+                                   names=request.query.getall("name[]", []))
+        return web.Response(body=body, headers=headers)
+
+
+def exposition(registry: CollectorRegistry, *, accept: str, accept_encoding: str,
+               names: list[str]) -> tuple[bytes, dict[str, str]]:
+    """What prometheus-client's own handlers answer: the format the scraper's ``Accept``
+    asks for (OpenMetrics or the text format), gzip if its ``Accept-Encoding`` allows it,
+    only the series named by ``name[]`` parameters if there are any."""
+    encoder, content_type = choose_encoder(accept)
+    body = encoder(registry.restricted_registry(names) if names else registry)
+    headers = {"Content-Type": content_type, "Vary": "Accept, Accept-Encoding"}
+    if gzip_accepted(accept_encoding):
+        body = gzip.compress(body)
+        headers["Content-Encoding"] = "gzip"
+    return body, headers
