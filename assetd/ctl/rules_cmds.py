@@ -30,9 +30,22 @@ def _load(path: Path) -> LoadedRules:
 
 
 @rules_app.command("check")
-def check(ctx: typer.Context, file: Path) -> None:
-    """Validate a rules file offline: exit 0, or 1 with ``FILE:LINE: …`` lines."""
+def check(
+    ctx: typer.Context,
+    file: Path,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="exit 1 on a warning too (a rule that can never match)")] = False,
+) -> None:
+    """Validate a rules file offline: exit 0, or 1 with ``FILE:LINE: …`` lines.
+
+    A rule that can never match (an earlier rule matches every asset and branch it does) is a
+    ``FILE:LINE: warning: …`` line on stderr; it fails the check only with ``--strict``.
+    """
     loaded = _load(file)
+    for line in loaded.warnings:
+        typer.echo(line, err=True)
+    if strict and loaded.warnings:
+        raise typer.Exit(1)
     summary = {"path": str(file), "sha256": loaded.sha256, "rules": len(loaded.rules.rules)}
     if is_json(ctx):
         render.emit_json(summary)

@@ -3,7 +3,8 @@
 A file that fails validation, or is over a limit of :mod:`assetd.rules.loader` (size, YAML
 nodes counting alias expansions, nesting, number of rules), is refused with its
 ``FILE:LINE`` errors logged once, and the previous rules stay in force; the file is not read
-again until its modification time or size changes (or on SIGHUP).
+again until its modification time or size changes (or on SIGHUP). A file that loads with
+warnings (a rule that can never match) is used, and its warnings are logged once.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ class RulesHolder:
 
     def _swap(self, new: LoadedRules, stamp: tuple[float, int] | None = None) -> None:
         self.current, self.last_error = new, None
+        if new.warnings:  # once per file loaded: a swap happens only for new contents
+            log.warning("rules file has rules that can never match", path=new.path,
+                        warnings=list(new.warnings))
         self.loaded_at = datetime.now(UTC)
         self._stamp = stamp or self._file_stamp()
 

@@ -4,7 +4,8 @@ A rules file is bounded before it can cost much: its size is checked before it i
 YAML document is measured while it is composed (every node, an alias counted as the whole
 node it names, and the nesting depth) before anything is constructed or validated, and the
 number of rules is checked before the rules are validated. Each refusal is one
-``FILE:LINE: …`` line naming the limit.
+``FILE:LINE: …`` line naming the limit. A mapping that repeats a key is refused (YAML would
+keep the last value silently), and a rule that an earlier rule shadows is a warning.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import ValidationError
 from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
 
+from assetd.rules.coverage import dead_rules
 from assetd.schemas.rules import RulesFile
 
 MAX_BYTES = 1024 * 1024
@@ -45,11 +47,13 @@ class RulesError(ValueError):
 
 @dataclass(frozen=True)
 class LoadedRules:
-    """Validated rules with where they came from."""
+    """Validated rules with where they came from, and ``FILE:LINE: warning: …`` lines (a rule
+    that can never match)."""
 
     rules: RulesFile
     path: str
     sha256: str
+    warnings: tuple[str, ...] = ()
 
 
 def load_rules(path: Path | str, *, max_bytes: int = MAX_BYTES, max_nodes: int = MAX_NODES,
@@ -105,7 +109,20 @@ def parse_rules(text: bytes, name: str = "<rules>", *, max_bytes: int = MAX_BYTE
             out.append(f"{name}:{_line(errs[MAX_ERRORS], lines)}: and "
                        f"{len(errs) - MAX_ERRORS} more errors (at most {MAX_ERRORS} are listed)")
         raise RulesError(out) from None
-    return LoadedRules(rules=validated, path=name, sha256=hashlib.sha256(text).hexdigest())
+    return LoadedRules(rules=validated, path=name, sha256=hashlib.sha256(text).hexdigest(),
+                       warnings=_dead_warnings(name, validated, lines))
+
+
+def _dead_warnings(name: str, rules: RulesFile, lines: dict[tuple[Any, ...], int]
+                   ) -> tuple[str, ...]:
+    """One warning per rule an earlier rule shadows (see :mod:`assetd.rules.coverage`)."""
+    out = []
+    for dead, by in dead_rules(rules.rules):
+        line, by_line = lines.get(("rules", dead), 1), lines.get(("rules", by), 1)
+        out.append(f"{name}:{line}: warning: rule {rules.rules[dead].asset} (rules[{dead}]) "
+                   f'can never match: rules[{by}] ("{rules.rules[by].asset}", line {by_line}) '
+                   "matches every asset and branch it matches")
+    return tuple(out)
 
 
 def _too_big(name: str, size: int, limit: int, more: bool = False) -> str:
@@ -130,6 +147,7 @@ class _BoundedLoader(yaml.SafeLoader):
         self.depth = 0
         self.deepest = 0
         self.measured: dict[str, tuple[int, int]] = {}  # anchor → (nodes, depth below it)
+        self.unique: set[int] = set()  # ids of the mappings whose keys were checked
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         event: Any = self.peek_event()  # type: ignore[no-untyped-call]
@@ -164,6 +182,24 @@ class _BoundedLoader(yaml.SafeLoader):
         if depth >= self.max_depth:
             raise _refused(f"nested deeper than {self.max_depth} levels (through aliases "
                            "too), over the limit for a rules file", event)
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """Refuse a key given twice in one mapping (``<<`` merges may still be overridden)."""
+        if id(node) not in self.unique:  # flattening rewrites the node: check it once
+            self.unique.add(id(node))
+            first: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node)
+                try:
+                    if key in first:
+                        raise ConstructorError(None, None, f"duplicate key {key!r} (first at "
+                                               f"line {first[key]})", key_node.start_mark)
+                    first[key] = key_node.start_mark.line + 1
+                except TypeError:  # an unhashable key: construct_mapping refuses it
+                    continue
+        super().flatten_mapping(node)
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
