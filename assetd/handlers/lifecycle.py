@@ -9,7 +9,7 @@ from assetd.errors import RejectedError
 from assetd.handlers.decode import Inbound
 from assetd.handlers.rules_step import after_ready, event_instance, roll_back_aliases, waiting
 from assetd.handlers.tx import Tx
-from assetd.registry import repo
+from assetd.registry import aliases, repo
 from assetd.schemas.inbound import InstanceUpdated
 
 
@@ -39,4 +39,5 @@ def on_updated(tx: Tx, item: Inbound) -> dict[str, Any]:
         roll_back_aliases(tx, inst, reason=data.reason, cause=ev.id)
     if row.state == "pending" and inst.state == "ready" and inst.validity == "valid":
         result.update(waiting(after_ready(tx, inst, cause=ev.id)))
+    result["aliases"] = aliases.aliases_held(tx.conn, instance_id=inst.id)
     return result

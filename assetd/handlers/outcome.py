@@ -18,7 +18,7 @@ from assetd.schemas import wire
 if TYPE_CHECKING:
     from assetd.handlers.batch import Received
 
-FINAL = ("promoted", "rejected", "waiting")
+FINAL = ("promoted", "rejected", "waiting", "refused")
 # Outbound fields left out of an outcome: they repeat the registration (or the gate event).
 _BULKY = frozenset({"annotations", "tags", "reference", "inputs", "producer", "gates"})
 

@@ -205,6 +205,20 @@ def resume_if_waiting(tx: Tx, inst: InstanceRef, *, cause: str) -> list[Decision
     return []
 
 
+def refuse(tx: Tx, ev: CloudEvent, instance: str | None, reason: str,
+           **inputs: Any) -> dict[str, Any]:
+    """A well-formed request that policy refuses: recorded in the decision log as
+    ``refused`` and answered by the ``event`` query; nothing changes, nothing is
+    dead-lettered (the DLQ is for input that cannot be understood or applied)."""
+    tx.decided.append("refused")
+    aliases.add_decision(tx.conn, values={
+        "project": ev.project, "branch": ev.branch, "asset": ev.subject, "instance": instance,
+        "outcome": "refused", "rule": None, "event_id": ev.id, "created_at": tx.now,
+        "inputs": {**inputs, "reason": reason, "request": {"type": ev.type,
+                                                           "requested_by": ev.source}}})
+    return {"instance": instance, "reason": reason, **inputs}
+
+
 def event_instance(tx: Tx, ev: CloudEvent, selector: str, *,
                    allow_invalid: bool = False) -> InstanceRef:
     """The instance an event names (its project, branch and asset); RejectedError if none."""

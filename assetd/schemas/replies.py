@@ -85,7 +85,7 @@ class DecisionRow(_Reply):
     """One row of the decision log."""
 
     id: int
-    instance: str
+    instance: str | None
     outcome: str
     rule: str | None
     inputs: dict[str, Any]
