@@ -25,6 +25,13 @@ class QueryError(AssetdError):
         self.message = message
 
 
+class NoAnswerError(QueryError):
+    """No daemon answered the query (none running, or none within the timeout)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("internal", message)
+
+
 class NotFoundError(QueryError):
     """The asset, instance or alias named does not exist."""
 
@@ -41,3 +48,7 @@ class InvalidError(QueryError):
 
 class ConfigError(AssetdError):
     """The configuration cannot work (port taken, binary missing, bad URL)."""
+
+
+class ConnectError(AssetdError):
+    """NATS cannot be reached, or refused this client's credentials."""

@@ -152,8 +152,7 @@ async def test_configured_limits_refuse_with_reason(strict_daemon: Daemon, data:
     """Each limit (ASSETD_MAX_*) refuses with a reason that names it."""
     async with AssetClient("fraud", settings=strict_daemon.settings) as c:
         with pytest.raises(EventRejectedError) as err:
-            await c._publish_and_wait("asset_registered", "x", data, "lim-1", None,
-                                      "instance_created")
+            await c.send("asset_registered", "x", data, event_id="lim-1")
         assert err.value.reason == reason
 
 

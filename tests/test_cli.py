@@ -48,12 +48,14 @@ async def test_register_show_instances_assets_lineage(daemon: Daemon) -> None:
                              "--annotation", "f1_score=0.85", "--annotation", "algo=gbm",
                              "--input", "features@v1", "--uri", "s3://m/1")
     created = orjson.loads(out)
-    assert code == 0 and created["instance"] == "v1"
-    assert created["annotations"] == {"f1_score": 0.85, "algo": "gbm"}
-    assert created["inputs"] == [{"asset": "features", "branch": "main", "instance": "v1"}]
+    assert code == 0 and (created["instance"], created["version"]) == ("v1", 1)
+    assert created["event_id"] and created["decisions"] == []
 
-    code, out, _ = await ctl(daemon, "--json", "show", "fraud_model")
-    assert code == 0 and orjson.loads(out)["reference"] == {"uri": "s3://m/1", "blobs": []}
+    code, out, _ = await ctl(daemon, "show", "fraud_model", "--json")  # flags after, too
+    shown = orjson.loads(out)
+    assert code == 0 and shown["reference"] == {"uri": "s3://m/1", "blobs": []}
+    assert shown["annotations"] == {"f1_score": 0.85, "algo": "gbm"}
+    assert shown["inputs"] == [{"asset": "features", "branch": "main", "instance": "v1"}]
     code, out, _ = await ctl(daemon, "show", "fraud_model@v1")
     assert code == 0 and "f1_score" in out
     code, out, _ = await ctl(daemon, "--json", "instances", "fraud_model")
@@ -90,7 +92,9 @@ async def test_usage_error_is_exit_2(daemon: Daemon) -> None:
 async def test_rejected_registration_reports_reason(daemon: Daemon) -> None:
     """A registration the daemon dead-letters comes back as exit 1 with the reason."""
     code, _, err = await ctl(daemon, "register", "m", "--kind", "model", "--input", "ghost")
-    assert code == 1 and "rejected: inputs.0: no instance ghost@latest" in err
+    assert code == 1 and err.count("\n") == 1
+    assert "rejected (dead-lettered, see `assetctl dlq list`): inputs.0: no instance " \
+        "ghost@latest" in err
 
 
 async def test_definitions_sync(daemon: Daemon, tmp_path: Path) -> None:

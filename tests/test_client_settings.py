@@ -29,7 +29,7 @@ async def test_sync_client_round_trip(daemon: Daemon) -> None:
                                  wait=True)
             used = c.consume("fraud_model")
             names = [a["asset"] for a in c.list_assets()]
-            assert m["producer"] == "flows/x/1"
+            assert m["instance"] == "v1" and used["producer"] == "flows/x/1"
             return d["instance"], used["instance"], names
 
     data_v, used_v, names = await asyncio.to_thread(pipeline)

@@ -70,7 +70,8 @@ async def rules_client(nc: Any, nats_server: EmbeddedNats, tmp_path: Path,
 async def test_registration_answers_its_instance(client: AssetClient) -> None:
     """An applied registration answers ``applied`` with its ``vN``, version and instance_created."""
     await client.register_data("features", wait=True)
-    eid = await client.register_data("features", annotations={"rows": 10}, event_id=_id("reg"))
+    eid = await client.register_data("features", annotations={"rows": 10}, event_id=_id("reg"),
+                                     wait=False)
     got = await _outcome(client, eid)
     assert got["type"] == "asset_registered" and got["at"] and got["seq"] >= 1
     out = got["outcome"]
@@ -87,7 +88,7 @@ async def test_repeated_id_answers_its_first_outcome(client: AssetClient) -> Non
     eid = _id("again")
     await client.register_data("features", annotations={"n": 1}, event_id=eid, wait=True)
     first = await _outcome(client, eid)
-    await client.register_data("features", annotations={"n": 2}, event_id=eid)
+    await client.register_data("features", annotations={"n": 2}, event_id=eid, wait=False)
     await client.register_data("barrier", wait=True)  # applied after the repeat
     assert await client.request("event", id=eid) == first
     page = await client.list_instances("features")
@@ -148,7 +149,7 @@ async def test_promotion_outcomes_name_the_decision(rules_client: AssetClient) -
     c = rules_client
     await c.register_data("fraud_features", wait=True)
     reg = await c.register_model("fraud_model", annotations={"f1_score": 0.85},
-                                 inputs=["fraud_features"], event_id=_id("m1"))
+                                 inputs=["fraud_features"], event_id=_id("m1"), wait=False)
     out = (await _outcome(c, reg))["outcome"]
     assert (out["instance"], out["decision"], out["waiting_for"]) == \
         ("v1", "waiting", ["holdout_eval"])
@@ -156,7 +157,7 @@ async def test_promotion_outcomes_name_the_decision(rules_client: AssetClient) -
     assert [e["type"] for e in out["events"]] == ["instance_created", "quality_gate_passed"]
 
     check = await c.report_quality("fraud_model", "holdout_eval", True, instance="v1",
-                                   event_id=_id("check"))
+                                   event_id=_id("check"), wait=False)
     out = (await _outcome(c, check))["outcome"]
     assert (out["instance"], out["check"], out["passed"], out["decision"]) == \
         ("v1", "holdout_eval", True, "promoted")
@@ -166,7 +167,7 @@ async def test_promotion_outcomes_name_the_decision(rules_client: AssetClient) -
 
     await c.register_model("fraud_model", annotations={"f1_score": 0.95}, wait=True)
     ask = await c.request_promotion("fraud_model", "v2", reason="looks better",
-                                    event_id=_id("ask"))
+                                    event_id=_id("ask"), wait=False)
     got = await _outcome(c, ask)
     assert got["type"] == "promotion_requested"
     out = got["outcome"]
@@ -175,7 +176,8 @@ async def test_promotion_outcomes_name_the_decision(rules_client: AssetClient) -
     assert (rejected["reason"], rejected["champion"], rejected["not_reported"]) == \
         ("check_failed", "v1", ["holdout_eval"])
 
-    drift = await c.report_drift("fraud_features", "ks_statistic", 0.3, event_id=_id("drift"))
+    drift = await c.report_drift("fraud_features", "ks_statistic", 0.3, event_id=_id("drift"),
+                                 wait=False)
     got = await _outcome(c, drift)
     assert got["outcome"]["decisions"] == ["drift_exceeded"]
     (retrain,) = _events(got, "retrain_required")
@@ -183,14 +185,14 @@ async def test_promotion_outcomes_name_the_decision(rules_client: AssetClient) -
         ("fraud_model", "fraud_features", 0.3)
 
     bad = await c.update_instance("fraud_model", "v1", validity="invalidated",
-                                  reason="label leak", event_id=_id("invalidate"))
+                                  reason="label leak", event_id=_id("invalidate"), wait=False)
     got = await _outcome(c, bad)
     assert (got["outcome"]["state"], got["outcome"]["validity"]) == ("ready", "invalidated")
     (back,) = _events(got, "alias_rolled_back")
     assert (back["alias"], back["from"], back["to"]) == ("champion", "v1", None)
 
     copy = await c.request_promotion("fraud_model", "v2", reason="stage it",
-                                     to_branch="staging", event_id=_id("copy"))
+                                     to_branch="staging", event_id=_id("copy"), wait=False)
     out = (await _outcome(c, copy))["outcome"]
     assert (out["instance"], out["copied_to"]) == ("v2", {"branch": "staging", "instance": "v1"})
     assert (out["decision"], out["waiting_for"]) == ("waiting", ["holdout_eval"])

@@ -49,7 +49,8 @@ async def test_inputs_are_resolved_and_stored_as_versions(client: AssetClient) -
     await client.register_data("features", wait=True)
     await client.register_data("features", wait=True)
     m = await client.register_model("fraud_model", inputs=["features@latest-1"], wait=True)
-    assert m["inputs"] == [{"asset": "features", "branch": "main", "instance": "v1"}]
+    assert (await client.peek("fraud_model", m["instance"]))["inputs"] == [
+        {"asset": "features", "branch": "main", "instance": "v1"}]
     up = await client.lineage("fraud_model", "v1", direction="upstream")
     assert {"from": "features@main:v1", "to": "fraud_model@main:v1", "relation": "input"} in \
         up["edges"]

@@ -50,6 +50,8 @@ async def test_bad_model_rollback_invalidate_restore(demo_daemon: Daemon, js: An
     assert code == 0 and "fraud_model v2 is invalidated" in out, err
     code, out, _ = await ctl(demo_daemon, "--json", "show", "fraud_model@champion")
     assert orjson.loads(out)["instance"] == "v1", "invalidation rolled the alias back"
+    code, _, err = await ctl(demo_daemon, "promote", "fraud_model", "v2", "--reason", "again")
+    assert code == 1 and err.startswith("assetctl: promotion rejected: invalid_instance"), err
     code, out, _ = await ctl(demo_daemon, "restore", "fraud_model", "v2", "--reason", "fixed")
     assert code == 0 and "fraud_model v2 is valid" in out
     code, out, _ = await ctl(demo_daemon, "deprecate", "fraud_model", "v1", "--reason", "old")
@@ -57,24 +59,32 @@ async def test_bad_model_rollback_invalidate_restore(demo_daemon: Daemon, js: An
 
     code, _, err = await ctl(demo_daemon, "rollback", "fraud_model", "--alias", "canary",
                              "--reason", "x", "--yes")
-    assert code == 1 and "fraud_model@canary on main has no holder" in err
+    assert code == 1 and err == "assetctl: refused: fraud_model@canary on main has no holder\n"
+    code, out, _ = await ctl(demo_daemon, "--json", "dlq", "list")
+    assert code == 0 and orjson.loads(out) == [], "a refusal is not a dead letter"
+    rows = orjson.loads((await ctl(demo_daemon, "--json", "history", "fraud_model"))[1])
+    assert (rows[0]["outcome"], rows[0]["inputs"]["reason"]) == \
+        ("refused", "fraud_model@canary on main has no holder")
     code, _, err = await ctl(demo_daemon, "invalidate", "fraud_model", "v9", "--reason", "x",
                              "--yes")
     assert code == 1 and "no instance fraud_model@v9" in err
     rows = orjson.loads((await ctl(demo_daemon, "--json", "history", "fraud_model"))[1])
-    assert [r["outcome"] for r in rows[:3]] == ["rolled_back"] * 3
+    assert [r["outcome"] for r in rows[:5]] == ["refused", "rejected"] + ["rolled_back"] * 3
 
 
 async def test_destructive_commands_ask_first(demo_daemon: Daemon) -> None:  # noqa: F811
-    """Without --yes and with nobody to answer, invalidate and rollback change nothing."""
+    """Without --yes and with no terminal to answer on, invalidate and rollback publish
+    nothing and say to pass --yes (a usage error)."""
     env = {**os.environ, "ASSETD_NATS_URL": demo_daemon.settings.effective_nats_url,
            "ASSETD_PROJECT": "fraud"}
     for args in (["invalidate", "m", "v1", "--reason", "x"], ["rollback", "m", "--reason", "x"]):
         proc = await asyncio.create_subprocess_exec(
             str(BIN / "assetctl"), *args, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, _ = await proc.communicate()
-        assert proc.returncode == 1 and b"?" in out, args
+        out, err = await proc.communicate()
+        assert proc.returncode == 2 and out == b"", args
+        assert err.endswith(b"needs confirmation: pass --yes (stdin is not a terminal)\n")
+        assert err.count(b"\n") == 1
 
 
 async def test_status_shows_lag_outbox_dlq_rules(demo_daemon: Daemon) -> None:  # noqa: F811

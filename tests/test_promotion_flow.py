@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from assetd.client import AssetClient, PromotionRejectedError
+from assetd.client.outcome import emitted
 from assetd.daemon.app import Daemon
 from assetd.daemon.embedded import EmbeddedNats
 from assetd.errors import QueryError
@@ -152,16 +153,19 @@ async def test_manual_promotion_force_and_to_branch(c: AssetClient) -> None:
     assert err.value.reason == "gates_failed"
     forced = await c.request_promotion("fraud_model", low, reason="hotfix", force=True,
                                        wait=True)
-    assert (forced["instance"], forced["manual"], forced["reason"]) == (low, True, "hotfix")
+    (promoted,) = emitted(forced, "asset_promoted")
+    assert (forced["instance"], promoted["manual"], promoted["reason"]) == (low, True, "hotfix")
     rows = await c.request("decisions", asset="fraud_model", limit=1)
     assert rows[0]["inputs"]["forced"] is True and rows[0]["inputs"]["request"]["force"] is True
 
     copy = await c.request_promotion("fraud_model", "v1", reason="ship to staging",
                                      to_branch="staging", wait=True)
-    assert copy["instance"] == "v1" and copy["annotations"]["promoted_from_branch"] == "main"
-    assert copy["annotations"]["promoted_from_instance"] == "v1"
+    assert copy["copied_to"] == {"branch": "staging", "instance": "v1"}
     staging = AssetClient("fraud", "staging", settings=c.settings)
     async with staging:
+        copied = await staging.peek("fraud_model", "v1")
+        assert copied["annotations"]["promoted_from_branch"] == "main"
+        assert copied["annotations"]["promoted_from_instance"] == "v1"
         await wait_for(lambda: _decided(staging, "fraud_model", "v1", "waiting"),
                        what="staging rules applied to the copy")
 

@@ -111,15 +111,20 @@ async def test_promote_history_and_reports(demo_daemon: Daemon, js: Any) -> None
 
     code, out, _ = await ctl(demo_daemon, "report-quality", "fraud_model", "v1", "--check",
                              "holdout", "--failed", "--metric", "auc=0.7")
-    assert code == 0 and out.startswith("published event ")
+    assert code == 0 and out == "fraud_model v1: holdout failed recorded\n"
     code, _, err = await ctl(demo_daemon, "register", "transactions", "--kind", "data")
     assert code == 0, err
     code, _, err = await ctl(demo_daemon, "register", "fraud_model", "--kind", "model",
                              "--input", "transactions")  # drift targets: models fed by it
     assert code == 0, err
-    code, _, _ = await ctl(demo_daemon, "report-drift", "transactions", "--metric", "psi",
-                           "--score", "0.5")
-    assert code == 0
+    code, out, _ = await ctl(demo_daemon, "report-drift", "transactions", "--metric", "psi",
+                             "--score", "0.5")
+    assert code == 0 and out.startswith("transactions v1: psi=0.5 recorded; retrain_required "
+                                        "for fraud_model@main (psi 0.5 > 0.2")
+    code, out, err = await ctl(demo_daemon, "report-drift", "ghost", "--metric", "psi",
+                               "--score", "0.5")  # dead-lettered: said so, never "done"
+    assert (code, out) == (1, "") and err.count("\n") == 1
+    assert err.startswith("assetctl: rejected (dead-lettered, see `assetctl dlq list`): ")
     (ev,) = await wait_for(lambda: out_events(js, "retrain_required"), what="retrain")
     assert ev["_subject"] == "assetd.out.fraud.main.fraud_model.retrain_required"
     code, _, err = await ctl(demo_daemon, "report-drift", "transactions", "--metric", "psi")

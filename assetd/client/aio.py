@@ -19,11 +19,21 @@ from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
 import nats
+import nats.js.errors
 import orjson
 import structlog
+from nats.aio.client import Client as NATS
 
+from assetd.client.edge import prepare
+from assetd.client.outcome import (
+    NoOutcomeError,
+    settle,
+    wait_for_outcome,
+)
+from assetd.client.subscription import follow
 from assetd.config import Settings, load_settings
-from assetd.errors import AssetdError, QueryError
+from assetd.errors import AssetdError, ConnectError, NoAnswerError, QueryError
+from assetd.logs import redact_url
 from assetd.schemas import wire
 from assetd.schemas.api import REQUESTS
 from assetd.schemas.ids import is_asset, is_project
@@ -31,22 +41,6 @@ from assetd.schemas.ids import is_asset, is_project
 Kind = Literal["data", "model"]
 T = TypeVar("T")
 log = structlog.get_logger("assetd.client")
-
-
-class EventRejectedError(AssetdError):
-    """The daemon dead-lettered an event this client published; ``reason`` says why."""
-
-    def __init__(self, event_id: str, reason: str, errors: list[Any]) -> None:
-        super().__init__(f"event {event_id} rejected: {reason}")
-        self.event_id, self.reason, self.errors = event_id, reason, errors
-
-
-class PromotionRejectedError(AssetdError):
-    """The rules refused a requested promotion; ``details`` is the promotion_rejected data."""
-
-    def __init__(self, event_id: str, reason: str, details: dict[str, Any]) -> None:
-        super().__init__(f"promotion {event_id} rejected: {reason}")
-        self.event_id, self.reason, self.details = event_id, reason, details
 
 
 class PermissionDeniedError(AssetdError):
@@ -75,7 +69,8 @@ class AssetClient:
 
     def __init__(self, project: str | None = None, branch: str | None = None, *,
                  nats_url: str | None = None, source: str | None = None,
-                 settings: Settings | None = None, timeout: float = 10.0) -> None:
+                 settings: Settings | None = None, timeout: float = 10.0,
+                 connect_timeout: float = 5.0) -> None:
         self.settings = settings or load_settings(nats_url=nats_url)
         self.project = project or self.settings.project or ""
         if not is_project(self.project):
@@ -83,20 +78,62 @@ class AssetClient:
         self.branch = branch or self.settings.branch
         self.source = source or default_source()
         self.prefix = self.settings.subject_prefix
-        self.timeout = timeout
+        self.timeout, self.connect_timeout = timeout, connect_timeout
         self._nc: Any = None
+        self._first_error: asyncio.Future[str] | None = None
+        self._last_error: Exception | None = None
         self._denial_waiters: set[asyncio.Future[tuple[str, str]]] = set()
 
     async def connect(self) -> Self:
-        """Connect to NATS (the configured URL, else the local embedded daemon's)."""
-        if self._nc is None:
-            self._nc = await nats.connect(self.settings.nats_servers,
-                                          name="assetd-client", connect_timeout=5,
-                                          max_reconnect_attempts=3,
-                                          error_cb=self._on_error,
-                                          inbox_prefix=self.settings.inbox_prefix(self.project),
-                                          **self.settings.nats_connect_options())
+        """Connect to NATS (the configured URL, else the local embedded daemon's).
+
+        The first connection must succeed within ``connect_timeout`` (refused credentials fail
+        at once); after that the client reconnects for ever, logging each loss and return."""
+        if self._nc is not None:
+            return self
+        nc = NATS()
+        refused: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._first_error = refused
+        task = asyncio.ensure_future(nc.connect(
+            self.settings.nats_servers, name="assetd-client",
+            connect_timeout=max(1, min(2, int(self.connect_timeout))), max_reconnect_attempts=-1,
+            reconnect_time_wait=1, error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected, reconnected_cb=self._on_reconnected,
+            inbox_prefix=self.settings.inbox_prefix(self.project),
+            **self.settings.nats_connect_options()))
+        both: set[asyncio.Future[Any]] = {task, refused}
+        await asyncio.wait(both, timeout=self.connect_timeout,
+                           return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() or task.exception() is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            with contextlib.suppress(Exception):
+                await nc.close()
+            raise self._connect_failure(task, refused)
+        self._nc = nc
         return self
+
+    def _connect_failure(self, task: asyncio.Future[Any],
+                         refused: asyncio.Future[str]) -> ConnectError:
+        where = redact_url(self.settings.effective_nats_url)
+        if refused.done():
+            return ConnectError(f"NATS at {where} refused the connection "
+                                f"({refused.result()}): check the credentials "
+                                "(ASSETD_NATS_CREDS, _NKEY, _USER/_PASSWORD, _TOKEN)")
+        why = self._last_error or (task.exception() if not task.cancelled() else None)
+        detail = f" ({type(why).__name__}: {why})" if why else ""
+        return ConnectError(f"cannot reach NATS at {where} within {self.connect_timeout:g}s"
+                            f"{detail}; is assetd (or NATS) running? set --nats-url or "
+                            "ASSETD_NATS_URL")
+
+    async def _on_disconnected(self) -> None:
+        if self._nc is not None:
+            log.warning("NATS connection lost; reconnecting",
+                        url=redact_url(self.settings.effective_nats_url))
+
+    async def _on_reconnected(self) -> None:
+        log.info("NATS reconnected", url=redact_url(self.settings.effective_nats_url))
 
     @property
     def nc(self) -> Any:
@@ -107,13 +144,20 @@ class AssetClient:
 
     async def close(self) -> None:
         """Flush and close the connection."""
-        if self._nc is not None:
-            await self._nc.drain()
-            self._nc = None
+        nc, self._nc = self._nc, None  # first: a close is not a loss to log
+        if nc is not None:
+            await nc.drain()
 
     async def _on_error(self, exc: Exception) -> None:
-        """nats-py reports a permission denial asynchronously: hand it to the waiting call
-        (other connection errors surface from the call itself, as one clear error)."""
+        """nats-py reports errors asynchronously: a permission denial goes to the waiting call,
+        refused credentials end the first connect at once, anything else is kept for the
+        message of a connect that times out."""
+        self._last_error = exc
+        if isinstance(exc, nats.errors.AuthorizationError) or "uthorization" in str(exc):
+            first = self._first_error
+            if self._nc is None and first is not None and not first.done():
+                first.set_result(str(exc) or type(exc).__name__)
+            return
         if m := _DENIED.search(str(exc)):
             for waiter in self._denial_waiters:
                 if not waiter.done():
@@ -154,6 +198,7 @@ class AssetClient:
         branch = branch or self.branch
         if not is_asset(asset):
             raise ValueError(f"invalid asset id {asset!r}: use letters, digits, _ and -")
+        data = prepare(type_, asset, data)  # NaN/inf and non-scalar annotations refused here
         await self.connect()
         eid = event_id or str(uuid.uuid4())
         envelope = wire.envelope(event_id=eid, source=self.source, type_=type_,
@@ -161,15 +206,22 @@ class AssetClient:
                                  asset=asset, data=data)
         # No Nats-Msg-Id: JetStream would deduplicate it across every project on the stream;
         # the daemon applies each (project, id) once, for ever (docs/events.md).
-        js = self._nc.jetstream()
-        await self._guarded(js.publish(wire.in_subject(self.prefix, self.project, branch, asset,
-                                                       type_),
-                                       orjson.dumps(envelope), timeout=self.timeout))
+        subject = wire.in_subject(self.prefix, self.project, branch, asset, type_)
+        try:
+            await self._guarded(self._nc.jetstream().publish(subject, orjson.dumps(envelope),
+                                                             timeout=self.timeout))
+        except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError):
+            raise AssetdError(f"no JetStream stream takes {subject} on NATS at "
+                              f"{redact_url(self.settings.effective_nats_url)}: assetd creates "
+                              "its streams when it starts; is assetd running against this "
+                              "NATS? (assetctl status)") from None
+        except nats.errors.TimeoutError:
+            raise NoOutcomeError(eid, self.timeout) from None
         return eid
 
     async def define(self, asset: str, kind: Kind, *, name: str | None = None,
-                     description: str | None = None,
-                     properties: dict[str, str] | None = None, event_id: str | None = None) -> str:
+                     description: str | None = None, properties: dict[str, str] | None = None,
+                     event_id: str | None = None, wait: bool = True) -> Any:
         """Upsert an asset's definition; fields left out keep their current values."""
         data: dict[str, Any] = {"kind": kind}
         if properties is not None:
@@ -178,7 +230,7 @@ class AssetClient:
             data["name"] = name
         if description is not None:
             data["description"] = description
-        return await self.publish("asset_defined", asset, data, event_id=event_id)
+        return await self.send("asset_defined", asset, data, event_id=event_id, wait=wait)
 
     async def register_data(self, asset: str, **kw: Any) -> Any:
         """Register a new data instance; see :meth:`register`."""
@@ -190,15 +242,16 @@ class AssetClient:
 
     async def register(
         self, asset: str, kind: Kind, *, annotations: dict[str, Any] | None = None,
-        tags: dict[str, str] | None = None, uri: str | None = None,
+        tags: dict[str, Any] | None = None, uri: str | None = None,
         artifact: str | None = None, blobs: list[str] | None = None, format: str | None = None,
         inputs: list[dict[str, str] | str] | None = None, state: str = "ready",
-        branch: str | None = None, event_id: str | None = None, wait: bool = False,
+        branch: str | None = None, event_id: str | None = None, wait: bool = True,
     ) -> Any:
         """Register an instance. ``inputs``: dicts or ``"asset@selector"`` strings.
 
-        Returns the event id, or with ``wait=True`` the created instance (``instance`` = ``vN``);
-        raises :class:`EventRejectedError` if the daemon rejects it.
+        Returns its outcome (``instance`` = ``vN``, ``version``, ``state``, and ``decision``
+        / ``waiting_for`` when a rule decided), or with ``wait=False`` the event id; see
+        :meth:`send` for the errors.
         """
         reference = {k: v for k, v in
                      {"uri": uri, "artifact": artifact, "blobs": blobs, "format": format}.items()
@@ -206,202 +259,133 @@ class AssetClient:
         data = {"kind": kind, "annotations": annotations or {}, "tags": tags or {},
                 "reference": reference, "inputs": [parse_input(i) for i in inputs or []],
                 "state": state}
-        if not wait:
-            return await self.publish("asset_registered", asset, data, branch=branch,
-                                      event_id=event_id)
-        eid = event_id or str(uuid.uuid4())
-        return await self._publish_and_wait("asset_registered", asset, data, eid, branch,
-                                            "instance_created")
+        return await self.send("asset_registered", asset, data, branch=branch,
+                               event_id=event_id, wait=wait)
 
     async def consume(self, asset: str, instance: str = "latest", *,
-                      consumer: dict[str, Any] | None = None,
-                      branch: str | None = None) -> dict[str, Any]:
+                      consumer: dict[str, Any] | None = None, branch: str | None = None,
+                      event_id: str | None = None, wait: bool = True) -> dict[str, Any]:
         """Resolve an instance, record the consumption of that exact ``vN``, return it."""
         found: dict[str, Any] = await self.peek(asset, instance, branch=branch)
         data: dict[str, Any] = {"instance": found["instance"]}
         if consumer is not None:
             data["consumer"] = consumer
-        await self.publish("asset_consumed", asset, data, branch=branch)
+        await self.send("asset_consumed", asset, data, branch=branch, event_id=event_id,
+                        wait=wait)
         return found
 
     async def report_quality(self, asset: str, check: str, passed: bool, *,
                              instance: str = "latest", severity: str = "error",
                              metrics: dict[str, float] | None = None,
-                             details: str | None = None, event_id: str | None = None) -> str:
+                             details: str | None = None, branch: str | None = None,
+                             event_id: str | None = None, wait: bool = True) -> Any:
         """Report a check's result for an instance (resumes a candidate waiting on it)."""
         data: dict[str, Any] = {"instance": instance, "check": check, "passed": passed,
                                 "severity": severity, "metrics": metrics or {}}
         if details is not None:
             data["details"] = details
-        return await self.publish("quality_reported", asset, data, event_id=event_id)
+        return await self.send("quality_reported", asset, data, branch=branch,
+                               event_id=event_id, wait=wait)
 
     async def report_drift(self, asset: str, metric: str, score: float, *,
                            instance: str = "latest", reference: str | None = None,
-                           features: dict[str, float] | None = None,
-                           event_id: str | None = None) -> str:
+                           features: dict[str, float] | None = None, branch: str | None = None,
+                           event_id: str | None = None, wait: bool = True) -> Any:
         """Report a drift measurement; over the rule's ``max`` it triggers retrain_required."""
         data: dict[str, Any] = {"instance": instance, "metric": metric, "score": score,
                                 "features": features or {}}
         if reference is not None:
             data["reference"] = reference
-        return await self.publish("drift_reported", asset, data, event_id=event_id)
+        return await self.send("drift_reported", asset, data, branch=branch,
+                               event_id=event_id, wait=wait)
 
     async def request_promotion(self, asset: str, instance: str, *, reason: str,
                                 alias: str = "champion", force: bool = False,
                                 to_branch: str | None = None, requested_by: str | None = None,
-                                wait: bool = False, event_id: str | None = None) -> Any:
-        """Ask for a promotion. With ``wait``, return the ``asset_promoted`` (or, for
-        ``to_branch``, ``instance_created``) data; raise PromotionRejectedError if refused."""
+                                branch: str | None = None, wait: bool = True,
+                                event_id: str | None = None) -> Any:
+        """Ask for a promotion (or, with ``to_branch``, a copy into that branch).
+
+        Returns the outcome (``decision``; ``copied_to`` for a copy); raises
+        PromotionRejectedError when the rules turn it down, RefusedError when it cannot be
+        done (see :meth:`send`)."""
         data: dict[str, Any] = {"instance": instance, "alias": alias, "reason": reason,
                                 "force": force, "requested_by": requested_by or self.source}
         if to_branch is not None:
             data["to_branch"] = to_branch
-        if not wait:
-            return await self.publish("promotion_requested", asset, data, event_id=event_id)
-        expect = "instance_created" if to_branch else "asset_promoted"
-        return await self._publish_and_wait("promotion_requested", asset, data,
-                                            event_id or str(uuid.uuid4()), None, expect,
-                                            listen_branch=to_branch)
+        return await self.send("promotion_requested", asset, data, branch=branch,
+                               event_id=event_id, wait=wait)
 
     async def update_instance(self, asset: str, instance: str, *, reason: str,
                               state: str | None = None, validity: str | None = None,
-                              event_id: str | None = None, wait: bool = False) -> Any:
-        """Finalize a pending instance or change its validity (``instance`` is ``vN``).
-
-        With ``wait``, return the instance once the change shows; raise EventRejectedError
-        if the daemon refuses it."""
+                              branch: str | None = None, event_id: str | None = None,
+                              wait: bool = True) -> Any:
+        """Finalize a pending instance or change its validity (``instance`` is ``vN``);
+        returns the outcome (``state``, ``validity``, the aliases rolled back in ``events``)."""
         data: dict[str, Any] = {"instance": instance, "reason": reason}
         if state is not None:
             data["state"] = state
         if validity is not None:
             data["validity"] = validity
-        if not wait:
-            return await self.publish("instance_updated", asset, data, event_id=event_id)
-
-        async def applied() -> Any:
-            got = await self.peek(asset, instance, allow_invalid=True)
-            done = (state is None or got["state"] == state) and \
-                (validity is None or got["validity"] == validity)
-            return got if done else None
-
-        return await self._publish_and_poll("instance_updated", asset, data,
-                                            event_id or str(uuid.uuid4()), applied)
+        return await self.send("instance_updated", asset, data, branch=branch,
+                               event_id=event_id, wait=wait)
 
     async def rollback(self, asset: str, *, reason: str, alias: str = "champion",
-                       to: str | None = None, wait: bool = True,
+                       to: str | None = None, branch: str | None = None, wait: bool = True,
                        event_id: str | None = None) -> Any:
-        """Move an alias back to ``to`` (``vN``) or its previous valid holder; with ``wait``,
-        return the ``alias_rolled_back`` data."""
+        """Move an alias back to ``to`` (``vN``) or its previous valid holder; returns the
+        outcome (``alias``, ``from``, ``to``); RefusedError when there is nothing to move."""
         data: dict[str, Any] = {"alias": alias, "reason": reason, "requested_by": self.source}
         if to is not None:
             data["to"] = to
+        return await self.send("alias_rollback_requested", asset, data, branch=branch,
+                               event_id=event_id, wait=wait)
+
+    async def send(self, type_: str, asset: str, data: dict[str, Any], *,
+                   branch: str | None = None, event_id: str | None = None,
+                   wait: bool = True) -> Any:
+        """Publish one event and, with ``wait`` (the default), return its outcome.
+
+        The outcome is the ``event`` query's (CONTRACT §7) plus ``event_id``. Raises
+        EventRejectedError (bad input, dead-lettered), RefusedError (policy refused it),
+        PromotionRejectedError (a requested promotion lost) or NoOutcomeError (nothing within
+        ``timeout``; re-sending the same ``event_id`` is safe). An ``event_id`` the registry
+        has applied already answers its first outcome at once, without publishing again.
+        With ``wait=False``, only publishes and returns the event id.
+        """
         if not wait:
-            return await self.publish("alias_rollback_requested", asset, data,
-                                      event_id=event_id)
-        return await self._publish_and_wait("alias_rollback_requested", asset, data,
-                                            event_id or str(uuid.uuid4()), None,
-                                            "alias_rolled_back")
+            return await self.publish(type_, asset, data, branch=branch, event_id=event_id)
+        eid = event_id or str(uuid.uuid4())
+        previous = None
+        if event_id is not None:  # a retry: the first outcome stands
+            with contextlib.suppress(NoAnswerError):  # a stalled daemon: publish, then wait
+                previous = await self.event(eid)
+            if previous is not None and previous["status"] == "applied":
+                return settle(eid, previous)
+        await self.publish(type_, asset, data, branch=branch, event_id=eid)
+        return settle(eid, await self.outcome(eid, previous=previous))
 
-    async def _publish_and_poll(self, type_: str, asset: str, data: dict[str, Any],
-                                eid: str, check: Any) -> Any:
-        """Publish, then poll ``check`` until it returns a result; fail on event_rejected."""
-        rejected: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    async def outcome(self, event_id: str, *, timeout: float | None = None,
+                      previous: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Wait until the registry records what became of ``event_id`` (the ``event`` query's
+        answer); NoOutcomeError after ``timeout`` (default the client's)."""
+        return await wait_for_outcome(self.event, event_id, previous=previous,
+                                      timeout=self.timeout if timeout is None else timeout)
 
-        async def on_msg(msg: Any) -> None:
-            ev = orjson.loads(msg.data)
-            if ev.get("causeid") == eid and not rejected.done():
-                d = ev["data"]
-                rejected.set_exception(EventRejectedError(eid, d["reason"], d.get("errors", [])))
-
-        await self.connect()
-        sub = await self._nc.subscribe(
-            wire.out_subject(self.prefix, self.project, wire.ANY, asset, "event_rejected"),
-            cb=on_msg)
-        try:
-            await self.publish(type_, asset, data, event_id=eid)
-            deadline = asyncio.get_running_loop().time() + self.timeout
-            while asyncio.get_running_loop().time() < deadline:
-                if rejected.done():
-                    return rejected.result()
-                if (result := await check()) is not None:
-                    return result
-                await asyncio.sleep(0.05)
-            raise AssetdError(f"{type_} {eid} not applied within {self.timeout}s; is assetd "
-                              "running?")
-        finally:
-            await sub.unsubscribe()
-
-    async def events(self, *, asset: str = "*", type: str = "*", durable: str | None = None,
-                     deliver: str = "new", branch: str | None = None
-                     ) -> AsyncIterator[dict[str, Any]]:
+    def events(self, *, asset: str = "*", type: str = "*", durable: str | None = None,
+               deliver: str = "new", branch: str | None = None
+               ) -> AsyncIterator[dict[str, Any]]:
         """Outbound events of this project on ``branch`` (default the client's; ``*`` for
-        every branch) as an async iterator.
+        every branch) as an async iterator that survives daemon and NATS restarts.
 
         With ``durable`` (a consumer name), a restarted service resumes where it stopped:
         an event is acknowledged when the loop asks for the next one. ``deliver``: ``new``
-        (default for a new consumer) or ``all`` (replay ``ASSETD_OUT`` from the start).
+        (default for a new consumer) or ``all`` (replay the project's stream from the start).
+        Connection and consumer errors are logged and retried inside the loop
+        (assetd.client.subscription); the iterator ends only when the client is closed.
         """
-        await self.connect()
-        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
-        subject = wire.out_subject(self.prefix, self.project, branch or self.branch, asset, type)
-        config = ConsumerConfig(
-            ack_policy=AckPolicy.EXPLICIT, filter_subject=subject,
-            deliver_policy=DeliverPolicy.ALL if deliver == "all" else DeliverPolicy.NEW)
-        # The project's own stream (ASSETD_OUT_<project>), which the daemon keeps: NATS
-        # permissions can then give a service this project's consumers and no other's.
-        stream = (await self.request("events_stream"))["stream"]
-        js = self._nc.jetstream()
-        sub = await self._guarded(js.pull_subscribe(subject, durable=durable, stream=stream,
-                                                    config=config))
-        try:
-            while True:
-                try:
-                    msgs = await sub.fetch(batch=100, timeout=5)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    continue
-                for msg in msgs:
-                    event = _event(msg.data)
-                    if event is not None:  # anything else would come back on every redelivery
-                        yield event
-                    await msg.ack()
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-
-    async def _publish_and_wait(self, type_: str, asset: str, data: dict[str, Any], eid: str,
-                                branch: str | None, expect: str,
-                                listen_branch: str | None = None) -> Any:
-
-        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-        async def on_msg(msg: Any) -> None:
-            ev = orjson.loads(msg.data)
-            if ev.get("causeid") != eid or done.done():
-                return
-            if listen_branch and ev["type"] == expect and ev.get("branch") != listen_branch:
-                return
-            d = ev["data"]
-            if ev["type"] == "event_rejected":
-                done.set_exception(EventRejectedError(eid, d["reason"], d.get("errors", [])))
-            elif ev["type"] == "promotion_rejected":
-                done.set_exception(PromotionRejectedError(eid, d["reason"], d))
-            else:
-                done.set_result(d)
-
-        await self.connect()
-        subs = [await self._nc.subscribe(
-                    wire.out_subject(self.prefix, self.project, wire.ANY, asset, t), cb=on_msg)
-                for t in (expect, "event_rejected", "promotion_rejected")]
-        try:
-            await self.publish(type_, asset, data, branch=branch, event_id=eid)
-            return await asyncio.wait_for(done, self.timeout)
-        except TimeoutError:
-            raise AssetdError(f"no {expect} for event {eid} within {self.timeout}s: is assetd "
-                              "running? (a re-published id is applied only once)") from None
-        finally:
-            for sub in subs:
-                await sub.unsubscribe()
+        return follow(self, asset=asset, type_=type, durable=durable, deliver=deliver,
+                      branch=branch)
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -417,10 +401,9 @@ class AssetClient:
             msg = await self._guarded(self._nc.request(subject, orjson.dumps(body),
                                                        timeout=self.timeout))
         except nats.errors.NoRespondersError:
-            raise QueryError("internal",
-                             "no assetd daemon answers on NATS; is it running?") from None
+            raise NoAnswerError("no assetd daemon answers on NATS; is it running?") from None
         except nats.errors.TimeoutError:
-            raise QueryError("internal", f"assetd did not answer within {self.timeout}s") from None
+            raise NoAnswerError(f"assetd did not answer within {self.timeout}s") from None
         reply = orjson.loads(msg.data)
         if not reply.get("ok"):
             err = reply.get("error") or {}
@@ -479,18 +462,6 @@ class AssetClient:
         """The daemon's status."""
         result: dict[str, Any] = await self.request("status")
         return result
-
-
-def _event(data: bytes) -> dict[str, Any] | None:
-    """An outbound CloudEvent, or None (logged) for a message that is not one."""
-    try:
-        event = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        event = None
-    if isinstance(event, dict) and isinstance(event.get("data"), dict) and "type" in event:
-        return event
-    log.warning("skipped a message that is not an assetd event", size=len(data))
-    return None
 
 
 def parse_input(value: dict[str, str] | str) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, Self, TypeVar
 
 from assetd.client.aio import AssetClient
@@ -36,6 +36,21 @@ class SyncAssetClient:
 
         return call
 
+    def events(self, **kw: Any) -> Iterator[dict[str, Any]]:
+        """:meth:`AssetClient.events` as an ordinary iterator (same arguments): each event
+        is fetched on the private loop; leaving the loop stops the subscription."""
+        agen: AsyncIterator[dict[str, Any]] = self._client.events(**kw)
+        try:
+            while True:
+                try:
+                    yield self._run(_next(agen))
+                except StopAsyncIteration:
+                    return
+        finally:
+            closing = getattr(agen, "aclose", None)
+            if closing is not None and self._loop.is_running():
+                self._run(closing())
+
     def close(self) -> None:
         """Close the connection and stop the private loop."""
         try:
@@ -50,3 +65,7 @@ class SyncAssetClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+async def _next(agen: AsyncIterator[T]) -> T:
+    return await anext(agen)

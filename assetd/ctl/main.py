@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from assetd import logs
 from assetd.client import AssetClient
-from assetd.ctl import dlq_cmds, ops_cmds, promotion_cmds, render, rules_cmds
-from assetd.ctl.common import app, call, definitions_app, fail, is_json, parse_pairs
+from assetd.client.outcome import settle
+from assetd.ctl import dlq_cmds, ops_cmds, outcomes, promotion_cmds, render, rules_cmds
+from assetd.ctl.common import (
+    EXIT_NO_OUTCOME,
+    EventId,
+    app,
+    call,
+    definitions_app,
+    fail,
+    hoist_globals,
+    is_json,
+    parse_pairs,
+    published,
+    waits,
+)
 from assetd.ctl.definitions import read_definitions
 
 
@@ -109,22 +124,19 @@ def register(
     uri: Annotated[str | None, typer.Option(help="where the bytes are")] = None,
     input: Annotated[list[str] | None, typer.Option(help="ASSET@SELECTOR it came from")] = None,
     pending: Annotated[bool, typer.Option(help="register as pending")] = False,
-    wait: Annotated[bool, typer.Option(help="wait for the assigned vN")] = True,
+    event_id: EventId = None,
 ) -> None:
-    """Register a new instance; prints the assigned vN."""
+    """Register a new instance; prints the assigned vN and what the rules decided."""
     if kind not in ("data", "model"):
         fail("--kind must be data or model", 2)
     ann = parse_pairs(annotation or [], typed=True)
     tags = parse_pairs(tag or [], typed=False)
     result = call(ctx, lambda c: c.register(
         asset, kind, annotations=ann, tags=tags, uri=uri,  # type: ignore[arg-type]
-        inputs=list(input or []), state="pending" if pending else "ready", wait=wait))
-    if is_json(ctx):
-        render.emit_json(result)
-    elif wait:
-        typer.echo(f"{asset} {result['instance']} registered")
-    else:
-        typer.echo(f"published event {result}")
+        inputs=list(input or []), state="pending" if pending else "ready",
+        event_id=event_id, wait=waits(ctx)))
+    published(ctx, result, lambda r: f"{asset} {r['instance']} registered"
+              f"{' (pending)' if r.get('state') == 'pending' else ''}{outcomes.decision(r)}")
 
 
 @app.command()
@@ -133,14 +145,35 @@ def consume(
     asset: str,
     selector: Annotated[str, typer.Argument()] = "latest",
     consumer: Annotated[str | None, typer.Option(help="consumer name")] = None,
+    event_id: EventId = None,
 ) -> None:
     """Resolve an instance and record its consumption."""
     who = {"name": consumer} if consumer else None
-    result = call(ctx, lambda c: c.consume(asset, selector, consumer=who))
+    result = call(ctx, lambda c: c.consume(asset, selector, consumer=who, event_id=event_id,
+                                           wait=waits(ctx)))
     if is_json(ctx):
         render.emit_json(result)
     else:
         typer.echo(f"{asset} {result['instance']} consumed")
+
+
+@app.command()
+def event(ctx: typer.Context, event_id: str) -> None:
+    """What became of an inbound event id: applied (and what it produced), rejected, or
+    unknown (exit 3: not applied yet, or never received)."""
+    got = call(ctx, lambda c: c.event(event_id))
+    if is_json(ctx):
+        render.emit_json(got)
+    elif got["status"] == "unknown":
+        typer.echo(f"event {event_id}: unknown (not applied yet, or never received)")
+    else:
+        render.table(f"event {event_id}: {got['status']}", ["field", "value"],
+                     [["type", got["type"]], ["at", got["at"]],
+                      *([k, v] for k, v in (got["outcome"] or {}).items())])
+    if got["status"] == "unknown":
+        raise typer.Exit(EXIT_NO_OUTCOME)
+    if got["status"] == "rejected":
+        raise typer.Exit(1)
 
 
 @definitions_app.command("sync")
@@ -157,9 +190,12 @@ def definitions_sync(
         fail(f"no models/*/asset_config.toml or data/*/asset_config.toml under {directory}")
 
     async def send(c: AssetClient) -> list[dict[str, Any]]:
-        for d in defs:
-            await c.define(d.asset, d.kind, name=d.name, description=d.description,
-                           properties=d.properties, event_id=d.event_id(c.project))
+        sent = [await c.define(d.asset, d.kind, name=d.name, description=d.description,
+                               properties=d.properties, event_id=d.event_id(c.project),
+                               wait=False) for d in defs]
+        if waits(ctx):  # published together, then every outcome: one round trip each
+            for eid in sent:
+                settle(eid, await c.outcome(eid))
         return [d.as_dict() for d in defs]
 
     result = call(ctx, send)
@@ -174,8 +210,42 @@ __all__ = ["app", "dlq_cmds", "main", "ops_cmds", "promotion_cmds", "rules_cmds"
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: global flags anywhere, every error one line."""
+    logs.configure("WARNING")  # the client's log lines go to stderr, never into output
+    command = typer.main.get_command(app)
     try:
-        app()
+        code = command.main(hoist_globals(sys.argv[1:]), prog_name="assetctl",
+                            standalone_mode=False)
     except KeyboardInterrupt:
-        sys.exit(130)
+        code = 130
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.Abort:
+        typer.echo("assetctl: aborted; nothing was published", err=True)
+        code = 1
+    except typer.TyperException as exc:  # usage errors (exit 2) and other click errors
+        code = exc.exit_code
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            typer.echo(exc.format_message())
+        else:
+            typer.echo(f"assetctl: {_one_line(exc.format_message())}{_see_help(exc)}",
+                       err=True)
+    except Exception as exc:  # a bug: still one line, and how to get the details
+        if os.environ.get("ASSETD_DEBUG"):
+            raise
+        typer.echo(f"assetctl: internal error ({type(exc).__name__}: "
+                   f"{_one_line(str(exc))[:300]}); ASSETD_DEBUG=1 shows the traceback",
+                   err=True)
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _see_help(exc: Exception) -> str:
+    ctx = getattr(exc, "ctx", None)
+    if getattr(exc, "exit_code", 0) != 2 or ctx is None:
+        return ""
+    return f" (see `{ctx.command_path} --help`)"

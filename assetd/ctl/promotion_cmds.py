@@ -6,8 +6,18 @@ from typing import Annotated, Any
 
 import typer
 
-from assetd.ctl import render
-from assetd.ctl.common import app, call, fail, is_json, parse_pairs
+from assetd.client.outcome import emitted
+from assetd.ctl import outcomes, render
+from assetd.ctl.common import (
+    EventId,
+    app,
+    call,
+    fail,
+    is_json,
+    parse_pairs,
+    published,
+    waits,
+)
 
 
 @app.command()
@@ -45,18 +55,23 @@ def promote(
     = False,
     to_branch: Annotated[str | None, typer.Option(help="copy into this branch instead")]
     = None,
+    event_id: EventId = None,
 ) -> None:
-    """Request a promotion; waits for asset_promoted (exit 0) or promotion_rejected (exit 1)."""
+    """Request a promotion: exit 0 promoted (or copied), 1 rejected or refused, with why."""
     result = call(ctx, lambda c: c.request_promotion(
         asset, selector, reason=reason, alias=alias, force=force, to_branch=to_branch,
-        wait=True))
-    if is_json(ctx):
-        render.emit_json(result)
-    elif to_branch:
-        typer.echo(f"{asset} {selector} copied to {to_branch} as {result['instance']}")
-    else:
-        prev = result["previous"] or "nobody"
-        typer.echo(f"{asset} {result['instance']} is now {result['alias']} (was {prev})")
+        event_id=event_id, wait=waits(ctx)))
+    published(ctx, result, lambda r: _promoted(asset, selector, to_branch, r))
+
+
+def _promoted(asset: str, selector: str, to_branch: str | None, r: dict[str, Any]) -> str:
+    if to_branch:
+        copy = r["copied_to"]
+        return (f"{asset} {r['instance']} copied to {copy['branch']} as {copy['instance']}"
+                f"{outcomes.decision(r)}")
+    for ev in emitted(r, "asset_promoted"):
+        return f"{asset} {r['instance']} is now {ev['alias']} ({outcomes.promoted_over(ev)})"
+    return f"{asset} {r.get('instance', selector)}: {r.get('decision')}{outcomes.decision(r)}"
 
 
 @app.command("report-quality")
@@ -69,17 +84,19 @@ def report_quality(
     severity: Annotated[str, typer.Option(help="error or warn")] = "error",
     metric: Annotated[list[str] | None, typer.Option(help="KEY=NUMBER")] = None,
     details: Annotated[str | None, typer.Option()] = None,
+    event_id: EventId = None,
 ) -> None:
-    """Report a quality check's result for an instance."""
+    """Report a quality check's result for an instance; prints what it decided."""
     if not check:
         fail("--check NAME is required", 2)
     if severity not in ("error", "warn"):
         fail("--severity must be error or warn", 2)
     metrics = parse_pairs(metric or [], typed=True)
-    eid = call(ctx, lambda c: c.report_quality(asset, check, passed, instance=selector,
-                                               severity=severity, metrics=metrics,
-                                               details=details))
-    _published(ctx, eid)
+    result = call(ctx, lambda c: c.report_quality(
+        asset, check, passed, instance=selector, severity=severity, metrics=metrics,
+        details=details, event_id=event_id, wait=waits(ctx)))
+    published(ctx, result, lambda r: f"{asset} {r['instance']}: {check} "
+              f"{'passed' if passed else 'failed'} recorded{outcomes.decision(r)}")
 
 
 @app.command("report-drift")
@@ -90,19 +107,14 @@ def report_drift(
     metric: Annotated[str, typer.Option(help="drift metric name")] = "",
     score: Annotated[float | None, typer.Option(help="the measured score")] = None,
     feature: Annotated[list[str] | None, typer.Option(help="KEY=NUMBER per feature")] = None,
+    event_id: EventId = None,
 ) -> None:
     """Report a drift measurement; over the rule's max it triggers retrain_required."""
     if not metric or score is None:
         fail("--metric NAME and --score NUMBER are required", 2)
-    assert score is not None
     features = parse_pairs(feature or [], typed=True)
-    eid = call(ctx, lambda c: c.report_drift(asset, metric, score, instance=selector,
-                                             features=features))
-    _published(ctx, eid)
-
-
-def _published(ctx: typer.Context, event_id: str) -> None:
-    if is_json(ctx):
-        render.emit_json({"event_id": event_id})
-    else:
-        typer.echo(f"published event {event_id}")
+    result = call(ctx, lambda c: c.report_drift(
+        asset, metric, score, instance=selector, features=features, event_id=event_id,
+        wait=waits(ctx)))
+    published(ctx, result, lambda r: f"{asset} {r['instance']}: {metric}={score} recorded"
+              f"{outcomes.decision(r) or '; no retrain (under the threshold, or no rule)'}")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import math
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints
+from pydantic_core import PydanticCustomError
 
 from assetd.schemas.ids import AliasName, AssetId, BranchId, Selector, Version
 
@@ -13,11 +15,32 @@ Key = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Text = Annotated[str, StringConstraints(max_length=262144)]
 # Smart-mode union: a JSON float stays a float, an int an int, a bool a bool.
 AnnotationValue = bool | int | float | str | None
+SCALAR_ERROR = "{what} must be string, number, boolean or null"
+NONFINITE_ERROR = ("{value} is not a number JSON can carry (no NaN or infinity); "
+                   "send null or a string")
+
+
+def scalar(value: Any, what: str = "annotations") -> AnnotationValue:
+    """``value`` itself if it is a JSON scalar (kept typed); else one error that says what is
+    allowed, instead of one per member of the union."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise PydanticCustomError("finite_number", NONFINITE_ERROR, {"value": str(value)})
+        return value
+    raise PydanticCustomError("scalar", SCALAR_ERROR, {"what": what})
+
+
+ScalarAnnotation = Annotated[AnnotationValue, PlainValidator(
+    scalar, json_schema_input_type=AnnotationValue)]
+ConsumerValue = Annotated[AnnotationValue, PlainValidator(
+    lambda v: scalar(v, "consumer values"), json_schema_input_type=AnnotationValue)]
 
 # Absolute caps; the configurable, usually lower limits are in assetd.schemas.limits.
 MAX_MAP_KEYS = 100_000
 MAX_INPUTS = 100_000
-Annotations = Annotated[dict[Key, AnnotationValue], Field(max_length=MAX_MAP_KEYS)]
+Annotations = Annotated[dict[Key, ScalarAnnotation], Field(max_length=MAX_MAP_KEYS)]
 StrMap = Annotated[dict[Key, Text], Field(max_length=MAX_MAP_KEYS)]
 NumberMap = Annotated[dict[Key, float], Field(max_length=MAX_MAP_KEYS)]
 
@@ -69,7 +92,7 @@ class AssetConsumed(_Data):
     """A consumer read an instance."""
 
     instance: Selector = "latest"
-    consumer: dict[Key, AnnotationValue] | None = None
+    consumer: dict[Key, ConsumerValue] | None = None
 
 
 class QualityReported(_Data):
