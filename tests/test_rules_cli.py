@@ -102,6 +102,10 @@ async def test_promote_history_and_reports(demo_daemon: Daemon, js: Any) -> None
     code, out, err = await ctl(demo_daemon, "promote", "fraud_model", "v2", "--reason",
                                "rollback drill", "--force")
     assert code == 0 and "fraud_model v2 is now champion (was v1)" in out, err
+    code, out, err = await ctl(demo_daemon, "promote", "fraud_model", "v1", "--reason", "ship",
+                               "--to-branch", "release/2")  # that branch's rules decide
+    assert (code, out) == (0, "fraud_model v1 copied to release/2 as v1; promoted to champion "
+                              "(was nobody; f1_score 0.9)\n"), err
     code, out, _ = await ctl(demo_daemon, "--json", "history", "fraud_model")
     rows = orjson.loads(out)
     assert rows[0]["outcome"] == "promoted" and rows[0]["inputs"]["forced"] is True
