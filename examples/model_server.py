@@ -3,7 +3,8 @@
     ASSETD_PROJECT=fraud python examples/model_server.py fraud_model
 
 It loads ``@champion`` at start, then follows ``asset_promoted`` and ``alias_rolled_back``
-from a durable consumer, so a restarted server misses no promotion.
+from a durable consumer, so a restarted server misses no promotion. When an invalidation
+clears the champion (no earlier valid holder), it keeps serving what it has and says so.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ class ModelServer:
         print(f"serving {self.asset} {instance['instance']} from {uri}", flush=True)
         self.serving = instance
 
+    def keep(self, why: str) -> None:
+        held = self.serving["instance"] if self.serving else "nothing"
+        print(f"no champion for {self.asset} now ({why}); still serving {held}", flush=True)
+
 
 async def main(asset: str) -> None:
     server = ModelServer(asset)
@@ -40,8 +45,13 @@ async def main(asset: str) -> None:
             if event["type"] in ("asset_promoted", "alias_rolled_back"):
                 if event["data"]["alias"] != "champion":
                     continue
-                server.load(await client.consume(asset, "@champion",
-                                                 consumer={"name": f"model-server/{asset}"}))
+                try:
+                    server.load(await client.consume(asset, "@champion",
+                                                     consumer={"name": f"model-server/{asset}"}))
+                except QueryError as exc:  # the champion was cleared: keep the model in hand
+                    if exc.code != "not_found":
+                        raise
+                    server.keep(exc.message)
 
 
 if __name__ == "__main__":

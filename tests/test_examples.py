@@ -59,7 +59,8 @@ async def test_durable_events_resume_after_restart(daemon: Daemon) -> None:
 
 
 async def test_model_server_example_follows_promotions(daemon: Daemon, tmp_path: Path) -> None:
-    """examples/model_server.py loads the champion and swaps it on asset_promoted."""
+    """examples/model_server.py loads the champion, swaps it on asset_promoted and on a
+    rollback, and keeps serving (and says so) when an invalidation clears the champion."""
     rules = tmp_path / "rules.yaml"
     rules.write_text("version: 1\nrules:\n  - asset: m\n    promote: {metric: f1}\n")
     daemon.rules.path = rules
@@ -85,6 +86,12 @@ async def test_model_server_example_follows_promotions(daemon: Daemon, tmp_path:
             await wait_for(_has(lines, "serving m v1 from s3://m/1"), what="v1 served")
             await c.register_model("m", annotations={"f1": 0.9}, uri="s3://m/2", wait=True)
             await wait_for(_has(lines, "serving m v2 from s3://m/2"), what="hot swap to v2")
+            await c.update_instance("m", "v2", validity="invalidated", reason="bad")
+            await wait_for(_has(lines, "serving m v1 from s3://m/1"), what="rolled back to v1")
+            await c.update_instance("m", "v1", validity="invalidated", reason="bad too")
+            await wait_for(_has(lines, "no champion for m now"), what="champion cleared")
+            assert proc.returncode is None, "the server must keep serving"
+            assert "still serving v1" in lines[-1]
     finally:
         proc.terminate()
         await proc.wait()
