@@ -95,8 +95,10 @@ class Asset:
         entity = self.entity_ref.get("entity_id") or ""
         eid = (shapes.event_id("consumed", entity, self.branch, f"{name}@{vn}")
                if shapes.is_task(entity) else None)
-        self.client.publish("asset_consumed", name, {"instance": vn}, branch=self.branch,
-                            event_id=eid)
+        # Waits for the outcome, as obproject's consume is synchronous: lineage is recorded
+        # (or the refusal raised) before the task goes on.
+        self.client.send("asset_consumed", name, {"instance": vn}, branch=self.branch,
+                         event_id=eid)
         self.reads.append(Read(name, self.branch, selector, vn))
 
     def inputs(self) -> list[dict[str, str]]:
