@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import time
@@ -21,6 +22,7 @@ from assetd.config import Settings
 from assetd.daemon.consumer import PullConsumer
 from assetd.daemon.embedded import EmbeddedNats
 from assetd.daemon.http import HttpServer
+from assetd.daemon.query_pool import QueryPool
 from assetd.daemon.relay import OutboxRelay
 from assetd.daemon.rules_watch import RulesHolder, rules_path
 from assetd.daemon.scheduler import Scheduler
@@ -86,13 +88,15 @@ class Daemon:
         self.consumer = PullConsumer(js=self._js, settings=settings, handle=self.ingest.handle,
                                      supervisor=self.supervisor, connected=self._connected,
                                      ensure_streams=self._ensure_streams)
+        self.query_pool = QueryPool(limit=settings.query_concurrency)
         self.queries = Queries(engine=self.reader, prefix=settings.subject_prefix,
                                status=self.status,
                                max_lineage_depth=settings.max_lineage_depth,
                                max_lineage_nodes=settings.max_lineage_nodes,
                                max_lineage_edges=settings.max_lineage_edges,
                                max_reply=lambda: self._max_payload() - REPLY_SLACK,
-                               events_stream=self._project_stream)
+                               events_stream=self._project_stream,
+                               executor=self.query_pool.executor)
         register_subscribers(self.broker, settings, self)
         self._stop = asyncio.Event()
         self._background: set[asyncio.Future[bool]] = set()
@@ -283,9 +287,11 @@ class Daemon:
         deadline = loop.time() + self.settings.graceful_timeout
         spare = min(3.0, self.settings.graceful_timeout / 4)  # for closing the connection
         for name, step in (("scheduler", self.scheduler.stop), ("http", self._stop_http),
-                           ("inbound", self.consumer.stop), ("relay", self.relay.stop)):
+                           ("inbound", self.consumer.stop), ("relay", self.relay.stop),
+                           ("queries", self.query_pool.drain)):
             await _bounded(name, step, deadline - spare)
         await _bounded("nats", self._close_nats, deadline)
+        self.query_pool.close()
         self.watch.release()
         self.writer.dispose()
         self.reader.dispose()
@@ -403,11 +409,17 @@ def register_subscribers(broker: NatsBroker, settings: Settings, daemon: Daemon 
 
     @api
     async def on_query(body: Any = Context("message.raw_message")) -> None:
-        # Replied here, without headers, so that the size check in Queries is exact.
+        # Answered in a task of its own (QueryPool bounds how many), so that the next
+        # request is taken at once and a slow query never holds up the others.
         assert daemon is not None
         if not daemon.queries.reply_allowed(body.subject, body.reply):
             log.warning("query refused: reply subject outside the requester's inbox space",
                         subject=body.subject, reply=(body.reply or "")[:200])
             return
-        answer = await daemon.queries.handle(body.subject, body.data)
-        await broker.connection.publish(body.reply, answer)
+        await daemon.query_pool.submit(functools.partial(_reply, daemon, broker, body))
+
+
+async def _reply(daemon: Daemon, broker: NatsBroker, msg: Any) -> None:
+    """Answer one request; replied without headers, so that the size check is exact."""
+    answer = await daemon.queries.handle(msg.subject, msg.data)
+    await broker.connection.publish(msg.reply, answer)

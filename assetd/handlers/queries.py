@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from typing import Any
 
 import orjson
@@ -38,8 +40,10 @@ class Queries:
                  max_lineage_depth: int = 50, max_lineage_nodes: int = 10_000,
                  max_lineage_edges: int = 50_000,
                  max_reply: Callable[[], int] = lambda: 1024 * 1024 - REPLY_SLACK,
-                 events_stream: Callable[[str], Awaitable[str]] | None = None) -> None:
+                 events_stream: Callable[[str], Awaitable[str]] | None = None,
+                 executor: Executor | None = None) -> None:
         self.engine, self.prefix, self.status = engine, prefix, status
+        self.executor = executor  # None: asyncio's default executor
         self.events_stream = events_stream
         self.max_reply = max_reply
         self.lineage_limits = {"max_depth": max_lineage_depth, "max_nodes": max_lineage_nodes,
@@ -88,7 +92,8 @@ class Queries:
                 raise QueryError("internal", "this daemon keeps no project streams")
             return method, {"stream": await self.events_stream(project),
                             "subjects": wire.project_filter(self.prefix, "out", project)}
-        return method, await asyncio.to_thread(self._run, project, method, args)
+        run = functools.partial(self._run, project, method, args)
+        return method, await asyncio.get_running_loop().run_in_executor(self.executor, run)
 
     def _fit(self, method: str, result: Any) -> bytes:
         """The reply, cut to ``max_reply()`` bytes where the method allows it."""
