@@ -13,7 +13,7 @@ import asyncio
 import sys
 from typing import Any
 
-from assetd.client import AssetClient, QueryError
+from assetd.client import AssetClient, EventRejectedError, QueryError
 
 
 class ModelServer:
@@ -52,6 +52,8 @@ async def main(asset: str) -> None:
                     if exc.code != "not_found":
                         raise
                     server.keep(exc.message)
+                except EventRejectedError as exc:  # it moved again meanwhile: the next
+                    server.keep(exc.reason)        # event says where to
 
 
 if __name__ == "__main__":

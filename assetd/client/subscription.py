@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import nats
+import nats.js.errors
 import orjson
 import structlog
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("assetd.client")
 
-# What a restart of NATS or of the daemon looks like from here; anything else is a bug or a
-# refusal (PermissionDeniedError) and is raised.
+# What a restart of NATS or of the daemon looks like from here (less what _transient rules
+# out); anything else is a bug or a refusal (PermissionDeniedError) and is raised.
 TRANSIENT = (nats.errors.Error, QueryError, OSError, TimeoutError)
 FETCH_TIMEOUT, IDLE_CHECK, MAX_PAUSE = 5.0, 30.0, 5.0
 
@@ -75,6 +76,8 @@ async def follow(client: AssetClient, *, asset: str, type_: str, durable: str | 
             except TRANSIENT as exc:
                 if _closed(client):
                     return
+                if not _transient(exc):
+                    raise
                 log.warning("event subscription interrupted; re-creating it",
                             subject=cursor.subject, durable=durable,
                             error=f"{type(exc).__name__}: {exc}", retry_in=pause)
@@ -124,6 +127,14 @@ async def _drain(client: AssetClient, sub: Any,
             await msg.ack()
             with contextlib.suppress(Exception):
                 cursor.last_seq = max(cursor.last_seq, msg.metadata.sequence.stream)
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether trying again can help: not for a request NATS or the daemon found invalid
+    (a bad durable name, an unknown project), which would fail the same way for ever."""
+    if isinstance(exc, QueryError):
+        return exc.code == "internal"
+    return not isinstance(exc, nats.js.errors.BadRequestError)
 
 
 def _closed(client: AssetClient) -> bool:

@@ -13,7 +13,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-from assetd.client import QueryError
+from assetd.client import EventRejectedError, QueryError
 from assetd.metaflow import Asset, load_artifact
 
 ASSET = "fraud_model"
@@ -24,10 +24,10 @@ def load(assets):
     """Serve the current champion; keep what is served when there is none any more."""
     try:
         inst = assets.resolve(ASSET, "model", "@champion")
-    except QueryError as exc:
-        if exc.code != "not_found":
+    except (QueryError, EventRejectedError) as exc:  # cleared, or moved on meanwhile
+        if isinstance(exc, QueryError) and exc.code != "not_found":
             raise
-        print(f"no champion for {ASSET} ({exc.message}); still serving "
+        print(f"no champion for {ASSET} ({exc}); still serving "
               f"{serving['instance'] or 'nothing'}", flush=True)
         return
     serving.update(model=load_artifact(inst), instance=inst["instance"])
