@@ -119,18 +119,24 @@ class Settings(BaseSettings):
         return self.nats_inbox_prefix or f"_INBOX.{project}.{user}"
 
     def nats_connect_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``nats.connect`` carrying the configured credentials."""
+        """Keyword arguments for ``nats.connect`` carrying the configured credentials.
+
+        The one place that reads the credential settings: the client passes these to
+        nats-py and the daemon maps the same keys onto FastStream's security object
+        (:func:`assetd.daemon.security.nats_security`). One credential kind is used, the
+        first set of: creds file, nkey seed file, token, user/password; TLS (CA, client
+        certificate) goes with any of them."""
         opts: dict[str, Any] = {}
         if self.nats_creds:
             opts["user_credentials"] = str(self.nats_creds)
-        if self.nats_nkey:
+        elif self.nats_nkey:
             opts["nkeys_seed"] = str(self.nats_nkey)
-        if self.nats_user:
-            opts["user"] = self.nats_user
-        if self.nats_password:
-            opts["password"] = self.nats_password.get_secret_value()
-        if self.nats_token:
+        elif self.nats_token:
             opts["token"] = self.nats_token.get_secret_value()
+        elif self.nats_user:
+            opts["user"] = self.nats_user
+            if self.nats_password:
+                opts["password"] = self.nats_password.get_secret_value()
         if self.nats_tls_ca or self.nats_tls_cert:
             import ssl
 

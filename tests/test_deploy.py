@@ -53,7 +53,8 @@ def test_every_assetd_variable_in_deploy_files_is_a_setting() -> None:
         if f.is_file():
             used |= set(re.findall(r"\bASSETD_[A-Z_]+\b", f.read_text()))
     roles = {"ASSETD_DAEMON_PASSWORD", "ASSETD_PIPELINE_PASSWORD", "ASSETD_SERVICE_PASSWORD",
-             "ASSETD_OPERATOR_PASSWORD",  # nats-server's variables, not assetd's
+             "ASSETD_OPERATOR_PASSWORD", "ASSETD_CI_PASSWORD", "ASSETD_ALICE_PASSWORD",
+             # nats-server's variables, not assetd's
              "ASSETD_IN", "ASSETD_OUT", "ASSETD_DLQ"}  # stream names
     used = {u for u in used if not u.startswith("ASSETD_OUT_")}  # ASSETD_OUT_<project>
     assert used - roles <= known, sorted(used - roles - known)

@@ -4,6 +4,7 @@ pipeline and service roles cannot publish what is not theirs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -26,12 +27,21 @@ from tests.conftest import running_daemon
 CONF = Path(__file__).resolve().parent.parent / "deploy" / "nats" / "nats-server.conf"
 PASSWORDS = {"ASSETD_DAEMON_PASSWORD": "d-secret", "ASSETD_PIPELINE_PASSWORD": "p-secret",
              "ASSETD_SERVICE_PASSWORD": "s-secret", "ASSETD_OPERATOR_PASSWORD": "o-secret",
+             "ASSETD_CI_PASSWORD": "c-secret", "ASSETD_ALICE_PASSWORD": "a-secret",
              "NATS_SYS_PASSWORD": "sys-secret"}
 
 
 @pytest.fixture
 def secured_nats() -> Iterator[str]:
     """nats-server started with the deploy config; yields its URL (no credentials)."""
+    with deploy_nats() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def deploy_nats() -> Iterator[str]:
+    """nats-server with deploy/nats/nats-server.conf on a free loopback port and a temp store,
+    the test passwords in its environment; stopped by its pid. Yields its URL."""
     store = Path(tempfile.mkdtemp(prefix="assetd-sec-"))
     port = free_port()
     env = {**os.environ, **PASSWORDS, "NATS_PORT": str(port), "NATS_STORE_DIR": str(store),
@@ -45,6 +55,7 @@ def secured_nats() -> Iterator[str]:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 break
             except OSError:
+                assert proc.poll() is None, "nats-server refused deploy/nats/nats-server.conf"
                 time.sleep(0.05)
         yield f"nats://127.0.0.1:{port}"
     finally:
@@ -99,10 +110,11 @@ async def _denied(nc: Any, errors: list[str], subject: str) -> bool:
 
 
 async def test_roles_on_the_deploy_config(secured_daemon: Daemon, secured_nats: str) -> None:
-    """Pipeline: its project's inbound only; service: reads, no inbound; daemon: works."""
+    """Pipeline: its project's inbound on its branch (staging) only; service: reads, no
+    inbound; daemon: works."""
     pipeline = Settings(nats_url=secured_nats, nats_user="pipeline-fraud",
                         nats_password=PASSWORDS["ASSETD_PIPELINE_PASSWORD"])  # type: ignore[arg-type]
-    async with AssetClient("fraud", settings=pipeline, timeout=15) as c:
+    async with AssetClient("fraud", "staging", settings=pipeline, timeout=15) as c:
         created = await c.register_model("fraud_model", annotations={"f1": 0.9}, wait=True)
         assert created["instance"] == "v1", "pipeline publishes and hears its outcome"
         assert (await c.peek("fraud_model"))["instance"] == "v1"
@@ -111,6 +123,8 @@ async def test_roles_on_the_deploy_config(secured_daemon: Daemon, secured_nats: 
     try:
         assert await _denied(nc, errors, "assetd.out.fraud.main.fraud_model.asset_promoted")
         assert await _denied(nc, errors, "assetd.in.other.main.fraud_model.asset_registered")
+        assert await _denied(nc, errors, "assetd.in.other.staging.fraud_model.asset_registered")
+        assert await _denied(nc, errors, "assetd.in.fraud.main.fraud_model.asset_registered")
         assert await _denied(nc, errors, "assetd.dlq.fraud.main.x.asset_registered")
     finally:
         await nc.close()
@@ -123,7 +137,7 @@ async def test_roles_on_the_deploy_config(secured_daemon: Daemon, secured_nats: 
         await nc.close()
     service = Settings(nats_url=secured_nats, nats_user="service-fraud",
                        nats_password=PASSWORDS["ASSETD_SERVICE_PASSWORD"])  # type: ignore[arg-type]
-    async with AssetClient("fraud", settings=service, timeout=15) as c:
+    async with AssetClient("fraud", "staging", settings=service, timeout=15) as c:
         assert (await c.peek("fraud_model"))["instance"] == "v1", "service may query"
         stream = c.events(type="instance_created", durable="svc", deliver="all")
         first = await asyncio.wait_for(stream.__anext__(), 15)
@@ -133,7 +147,8 @@ async def test_roles_on_the_deploy_config(secured_daemon: Daemon, secured_nats: 
 
 def _role(url: str, user: str) -> Settings:
     key = {"pipeline-fraud": "ASSETD_PIPELINE_PASSWORD", "service-fraud": "ASSETD_SERVICE_PASSWORD",
-           "operator": "ASSETD_OPERATOR_PASSWORD"}[user]
+           "operator": "ASSETD_OPERATOR_PASSWORD", "ci": "ASSETD_CI_PASSWORD",
+           "alice": "ASSETD_ALICE_PASSWORD"}[user]
     return Settings(nats_url=url, nats_user=user, nats_password=PASSWORDS[key])  # type: ignore[arg-type]
 
 
@@ -163,7 +178,7 @@ async def test_each_user_reads_only_its_own_inbox(secured_daemon: Daemon,
             finally:
                 await nc.close()
         assert _role(secured_nats, user).inbox_prefix("fraud") + ".>" == own
-    async with AssetClient("fraud", settings=_role(secured_nats, "pipeline-fraud"),
+    async with AssetClient("fraud", "staging", settings=_role(secured_nats, "pipeline-fraud"),
                            timeout=15) as c:
         assert (await c.register_data("d", wait=True))["instance"] == "v1"
 
@@ -193,14 +208,23 @@ async def test_services_touch_only_their_projects_consumers(secured_daemon: Daem
         for attempt in attempts:
             with pytest.raises(PermissionDeniedError):
                 await c._guarded(attempt)
+        own = (await c.request("events_stream"))["stream"]
         for i in range(3):
             stream = c.events(durable=f"d{i}")
             task = asyncio.ensure_future(stream.__anext__())
-            await asyncio.sleep(0.5)
-            assert not task.done(), "the project's own consumers work"
+            for _ in range(100):  # the project's own consumers work
+                with contextlib.suppress(Exception):
+                    if (await c._guarded(js.consumer_info(own, f"d{i}"))).config.durable_name:
+                        break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError(f"consumer d{i} was not created on {own}")
+            assert not task.done()
             task.cancel()
+        # the limit itself, asked of JetStream directly
         with pytest.raises(Exception, match="maximum consumers"):
-            await c.events(durable="d3").__anext__()
+            await c._guarded(js.add_consumer(own, ConsumerConfig(
+                durable_name="d3", filter_subject="assetd.out.fraud.main.>")))
     async with AssetClient("other", settings=_role(secured_nats, "operator"), timeout=15) as op:
         info = await op.nc.jetstream().consumer_info("ASSETD_OUT", "server")
         assert info.config.filter_subject == "assetd.out.other.main.>", "not repointed"
@@ -211,18 +235,19 @@ async def test_only_operators_publish_operators_event_types(secured_daemon: Daem
     """Pipelines cannot publish forced promotions, invalidations or rollbacks; the client
     says so at once, in one line naming the subject; operators can."""
     pipeline = _role(secured_nats, "pipeline-fraud")
-    async with AssetClient("fraud", settings=pipeline, timeout=15) as c:
+    async with AssetClient("fraud", "staging", settings=pipeline, timeout=15) as c:
         await c.register_model("m", annotations={"f1": 0.9}, wait=True)
-        with pytest.raises(PermissionDeniedError,
-                           match=r'publish to assetd\.in\.fraud\.main\.m\.promotion_requested'):
+        with pytest.raises(PermissionDeniedError, match=r"publish to "
+                           r"assetd\.in\.fraud\.staging\.m\.promotion_requested"):
             await c.request_promotion("m", "v1", reason="mine", force=True)
         with pytest.raises(PermissionDeniedError, match="instance_updated"):
             await c.update_instance("m", "v1", reason="x", validity="invalidated")
         with pytest.raises(PermissionDeniedError, match="alias_rollback_requested"):
             await c.rollback("m", reason="x", wait=False)
-    async with AssetClient("fraud", settings=_role(secured_nats, "operator"), timeout=15) as op:
-        done = await op.request_promotion("m", "v1", reason="pin", force=True, wait=True)
-        assert done["instance"] == "v1" and done["manual"] is True
+    async with AssetClient("fraud", "staging", settings=_role(secured_nats, "operator"),
+                           timeout=15) as op:
+        await op.request_promotion("m", "v1", reason="pin", force=True, wait=True)
+        assert (await op.peek("m", "champion"))["instance"] == "v1", "operators may"
 
 
 async def test_a_query_cannot_make_the_daemon_publish_elsewhere(secured_daemon: Daemon,

@@ -4,21 +4,32 @@ from __future__ import annotations
 
 import ssl
 
-from faststream.nats import NatsCredentials, NatsSecurity, NatsToken, NatsUserPassword
+from faststream.nats import (
+    NatsCredentials,
+    NatsNKey,
+    NatsSecurity,
+    NatsToken,
+    NatsUserPassword,
+)
 
 from assetd.config import Settings
 
 
 def nats_security(settings: Settings) -> NatsSecurity | None:
-    """The security object for the broker, or None for an open server."""
-    ctx: ssl.SSLContext | None = settings.nats_connect_options().get("tls")
-    if settings.nats_creds:
-        return NatsCredentials.from_file(settings.nats_creds, ssl_context=ctx)
-    if settings.nats_token:
-        return NatsToken(settings.nats_token.get_secret_value(), ssl_context=ctx)
-    if settings.nats_user:
-        password = settings.nats_password.get_secret_value() if settings.nats_password else ""
-        return NatsUserPassword(username=settings.nats_user, password=password, ssl_context=ctx)
+    """The security object for the broker, or None for an open server: the same credential
+    :meth:`Settings.nats_connect_options` gives the client (creds file, nkey seed file,
+    token or user/password, with TLS), so the daemon and the client never differ."""
+    opts = settings.nats_connect_options()
+    ctx: ssl.SSLContext | None = opts.get("tls")
+    if "user_credentials" in opts:
+        return NatsCredentials.from_file(opts["user_credentials"], ssl_context=ctx)
+    if "nkeys_seed" in opts:
+        return NatsNKey.from_file(opts["nkeys_seed"], ssl_context=ctx)
+    if "token" in opts:
+        return NatsToken(opts["token"], ssl_context=ctx)
+    if "user" in opts:
+        return NatsUserPassword(username=opts["user"], password=opts.get("password", ""),
+                                ssl_context=ctx)
     if ctx is not None:
         return NatsSecurity(ssl_context=ctx)
     return None
