@@ -15,6 +15,7 @@ import ipaddress
 import os
 import shutil
 import ssl
+import sys
 import tempfile
 import time
 import uuid
@@ -265,6 +266,24 @@ async def _refusal(url: str, settings: Settings) -> Exception:
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
+async def _ctl_with_flag(url: str, name: str, kind: Kind) -> None:
+    """``assetctl --nats-<kind> FILE`` gets in (no ASSETD_NATS_* in its environment); with
+    the wrong file it is refused in one line that says to check the credentials."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETD_NATS")}
+    flag, key = f"--nats-{name}", f"nats_{name}"
+    for path, code in ((kind.settings[key], 0), (kind.without[key], 1)):
+        proc = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "assetctl"), "show", "m", "-p", "fraud",
+            "--nats-url", url, flag, str(path), "--json", env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        assert proc.returncode == code, err
+        if code == 0:
+            assert b'"instance": "v1"' in out
+        else:
+            assert err.count(b"\n") == 1 and b"refused the connection" in err
+
+
 @pytest.mark.parametrize("name", KINDS)
 async def test_daemon_and_client_with_each_credential_kind(
         name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -301,6 +320,8 @@ async def test_daemon_and_client_with_each_credential_kind(
                 await asyncio.sleep(0.05)
             assert got["status"] == "applied", got
             assert (await client.peek("m"))["instance"] == "v1"
+            if name in ("nkey", "creds"):  # assetctl's flags for the two file kinds
+                await _ctl_with_flag(server.url, name, kind)
 
 
 @pytest.mark.parametrize("name", KINDS)

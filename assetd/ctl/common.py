@@ -10,6 +10,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import nats
@@ -46,6 +47,8 @@ class Opts:
     """Global options shared by every command (accepted before or after the subcommand)."""
 
     nats_url: str | None
+    nats_creds: Path | None
+    nats_nkey: Path | None
     project: str | None
     branch: str | None
     json: bool
@@ -63,6 +66,11 @@ def _version(value: bool) -> None:
 def _global(
     ctx: typer.Context,
     nats_url: Annotated[str | None, typer.Option("--nats-url", help="NATS URL")] = None,
+    nats_creds: Annotated[Path | None, typer.Option(
+        "--nats-creds", help="NATS credentials file (ASSETD_NATS_CREDS)")] = None,
+    nats_nkey: Annotated[Path | None, typer.Option(
+        "--nats-nkey", help="NATS nkey seed file (ASSETD_NATS_NKEY); user/password, token "
+        "and TLS come from ASSETD_NATS_* only")] = None,
     project: Annotated[str | None, typer.Option("--project", "-p", help="project")] = None,
     branch: Annotated[str | None, typer.Option("--branch", "-b", help="branch")] = None,
     json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
@@ -74,10 +82,12 @@ def _global(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="print the version and exit")] = False,
 ) -> None:
-    ctx.obj = Opts(nats_url, project, branch, json, timeout, not no_wait)
+    ctx.obj = Opts(nats_url, nats_creds, nats_nkey, project, branch, json, timeout,
+                   not no_wait)
 
 
-_VALUED = ("--nats-url", "--project", "-p", "--branch", "-b", "--timeout")
+_VALUED = ("--nats-url", "--nats-creds", "--nats-nkey", "--project", "-p", "--branch", "-b",
+           "--timeout")
 _FLAGS = ("--json", "--no-wait", "--version")
 
 
@@ -119,7 +129,8 @@ def call(ctx: typer.Context, fn: Callable[[AssetClient], Awaitable[Any]],
     o: Opts = ctx.obj
 
     async def go() -> Any:
-        settings = load_settings(nats_url=o.nats_url, project=o.project, branch=o.branch)
+        settings = load_settings(nats_url=o.nats_url, nats_creds=o.nats_creds,
+                                 nats_nkey=o.nats_nkey, project=o.project, branch=o.branch)
         project = settings.project or ("_" if not needs_project else None)
         if project is None:
             fail("no project: pass --project or set ASSETD_PROJECT", 2)
