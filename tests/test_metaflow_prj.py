@@ -14,6 +14,7 @@ import pytest
 from assetd.client import AssetClient, SyncAssetClient
 from assetd.daemon.app import Daemon
 from assetd.metaflow import shapes
+from assetd.metaflow.asset import Asset
 from assetd.metaflow.context import ProjectContext
 from assetd.metaflow.scope import Scope, resolve_scope
 
@@ -167,3 +168,18 @@ async def test_verdict_waiting_then_promoted_by_the_check(ruled: Daemon,
     done = await blocking(prj.report_quality, "checked", "holdout_eval", True,
                           instance=waiting.instance, wait="decision")
     assert done.promoted and done.instance == "v1"
+
+
+async def test_low_level_registration_is_retry_safe_in_a_task(daemon: Daemon) -> None:
+    """obproject's Asset.register_data_asset from a task: a second attempt (a new process,
+    so a new Asset) registering the same way gets the first attempt's instance."""
+    outcomes = []
+    for _attempt in range(2):
+        client = await blocking(SyncAssetClient, "fraud", "user.alice",
+                                settings=daemon.settings, source=TASK)
+        asset = Asset("fraud", "user.alice", {"entity_kind": "task", "entity_id": TASK},
+                      client=client)
+        outcomes.append(await blocking(asset.register_data_asset, "table", kind="bigquery",
+                                       blobs=["bq://p.d.t"]))
+        await blocking(asset.close)
+    assert [o["instance"] for o in outcomes] == ["v1", "v1"]

@@ -52,6 +52,7 @@ class Asset:
         self.read_only = read_only
         self.client = client or new_client(self.project, self.branch, source=entity)
         self.reads: list[Read] = []
+        self._registered: dict[str, int] = {}
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -172,9 +173,13 @@ class Asset:
             return None
         if description is not None:
             self.client.define(name, asset_kind, description=description)
+        entity = self.entity_ref.get("entity_id") or ""
+        self._registered[name] = n = self._registered.get(name, 0) + 1
+        eid = shapes.event_id("asset-registered", entity, name, n) \
+            if shapes.is_task(entity) else None  # a task's retry gets the first outcome
         return self.client.register(name, asset_kind, annotations=annotations, tags=tags,
                                     blobs=blobs, format=kind, inputs=self.inputs(),
-                                    branch=self.branch)
+                                    branch=self.branch, event_id=eid)
 
     def close(self) -> None:
         """Close the connection to NATS."""
