@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".assetd")
     http_port: int = Field(default=8080, ge=0, le=65535)
     http_host: str = "127.0.0.1"
+    http_token: SecretStr | None = Field(
+        default=None, description="bearer token of /api/v1; required beyond loopback")
     query_concurrency: int = Field(default=32, ge=1, le=4096,
                                    description="queries one daemon answers at once")
     stream_replicas: int = Field(default=1, ge=1, le=5, description="3 in a NATS cluster")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
@@ -11,6 +12,7 @@ from assetd.schemas.envelope import CloudEvent
 from assetd.schemas.export import expected_files
 from assetd.schemas.ids import AliasName, AssetId, BranchId, EventId, ProjectId, parse_selector
 from assetd.schemas.inbound import AssetRegistered
+from assetd.schemas.openapi import HTTP_METHODS, openapi_document
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -65,10 +67,33 @@ def test_envelope_defaults_and_extensions() -> None:
 
 
 def test_checked_in_schemas_and_asyncapi_are_current() -> None:
-    """docs/schemas/*.json and docs/asyncapi.json match the code (run `assetd export-schemas`)."""
+    """docs/schemas/*.json, docs/asyncapi.json and docs/openapi.json match the code (run
+    `assetd export-schemas`)."""
+    assert DOCS / "openapi.json" in expected_files(DOCS)
     stale = [str(p.relative_to(DOCS.parent)) for p, content in expected_files(DOCS).items()
              if not p.exists() or p.read_bytes() != content]
     assert not stale, f"stale generated docs, run `assetd export-schemas`: {stale}"
     extra = {p.name for p in (DOCS / "schemas").glob("*.json")} - {
         p.name for p in expected_files(DOCS) if p.parent.name == "schemas"}
     assert not extra, f"schemas for types that no longer exist: {extra}"
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [r for v in node.values() for r in _refs(v)]
+    return [r for v in node for r in _refs(v)] if isinstance(node, list) else []
+
+
+def test_openapi_document_is_complete_and_self_contained() -> None:
+    """The OpenAPI 3.1 document has a GET and a POST per HTTP method, status, and every
+    ``$ref`` in it points at something inside it."""
+    doc = openapi_document()
+    assert doc["openapi"] == "3.1.0"
+    for method in HTTP_METHODS:
+        assert {"get", "post"} <= set(doc["paths"][f"/api/v1/{{project}}/{method}"])
+    assert "get" in doc["paths"]["/api/v1/status"]
+    for ref in _refs(doc):
+        node: Any = doc
+        for part in ref.removeprefix("#/").split("/"):
+            node = node[part]

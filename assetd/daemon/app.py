@@ -22,6 +22,7 @@ from assetd.config import Settings
 from assetd.daemon.consumer import PullConsumer
 from assetd.daemon.embedded import EmbeddedNats
 from assetd.daemon.http import HttpServer
+from assetd.daemon.http_api import HttpApi
 from assetd.daemon.query_pool import QueryPool
 from assetd.daemon.relay import OutboxRelay
 from assetd.daemon.rules_watch import RulesHolder, rules_path
@@ -82,9 +83,6 @@ class Daemon:
         self.scheduler = Scheduler(engine=self.writer, settings=settings,
                                    rules=lambda: self.rules.current, wake_relay=self.relay.wake,
                                    check_rules=self.rules.check, supervisor=self.supervisor)
-        self.http = (HttpServer(host=settings.http_host, port=settings.http_port,
-                                metrics=self.metrics, ready=self.ready, refresh=self.refresh)
-                     if settings.http_port else None)
         self.consumer = PullConsumer(js=self._js, settings=settings, handle=self.ingest.handle,
                                      supervisor=self.supervisor, connected=self._connected,
                                      ensure_streams=self._ensure_streams)
@@ -97,10 +95,24 @@ class Daemon:
                                max_reply=lambda: self._max_payload() - REPLY_SLACK,
                                events_stream=self._project_stream,
                                executor=self.query_pool.executor)
+        self.http = self._http_server() if settings.http_port else None
         register_subscribers(self.broker, settings, self)
         self._stop = asyncio.Event()
         self._background: set[asyncio.Future[bool]] = set()
         self._ensuring = asyncio.Lock()
+
+    def _http_server(self) -> HttpServer:
+        s, token = self.settings, self.settings.http_token
+        api = HttpApi(answer=self._http_answer,
+                      token=token.get_secret_value() if token else None)
+        return HttpServer(host=s.http_host, port=s.http_port, metrics=self.metrics,
+                          ready=self.ready, refresh=self.refresh, api=api)
+
+    async def _http_answer(self, project: str | None, method: str,
+                           payload: bytes) -> tuple[bytes, str | None]:
+        """An HTTP API request: the NATS queries' code, within the same concurrency bound."""
+        return await self.query_pool.call(
+            functools.partial(self.queries.answer, project, method, payload))
 
     def _js(self) -> Any:
         return self.broker.connection.jetstream()

@@ -1,4 +1,5 @@
-"""``/healthz``, ``/readyz`` and ``/metrics`` on ``ASSETD_HTTP_PORT`` (0: off)."""
+"""``/healthz``, ``/readyz``, ``/metrics`` and the HTTP API (``/api/v1``, see
+:mod:`assetd.daemon.http_api`) on ``ASSETD_HTTP_PORT`` (0: off)."""
 
 from __future__ import annotations
 
@@ -11,26 +12,33 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
+from assetd.daemon.http_api import HttpApi, check_bind
 from assetd.errors import ConfigError
 from assetd.metrics import Metrics
 
 
 class HttpServer:
-    """Serves the three endpoints; ``ready`` and ``refresh`` come from the daemon."""
+    """Serves the probes and metrics (never behind the token: probes and scrapers need
+    them) and, when given, the API; ``ready`` and ``refresh`` come from the daemon."""
 
     def __init__(self, *, host: str, port: int, metrics: Metrics,
                  ready: Callable[[], Awaitable[dict[str, bool]]],
-                 refresh: Callable[[], Awaitable[None]]) -> None:
+                 refresh: Callable[[], Awaitable[None]], api: HttpApi | None = None) -> None:
         self.host, self.port, self.metrics = host, port, metrics
-        self.ready, self.refresh = ready, refresh
+        self.ready, self.refresh, self.api = ready, refresh, api
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        """Listen; a taken port is a ConfigError with what to do."""
+        """Listen; a taken port, or the API beyond loopback without a token, is a
+        ConfigError with what to do."""
+        if self.api is not None:
+            check_bind(self.host, self.api.token)
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
+        if self.api is not None:
+            self.api.add_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import structlog
 
@@ -19,6 +20,7 @@ log = structlog.get_logger("assetd.api")
 # As many threads as the reader engine has PostgreSQL connections (pool 4 + overflow 4):
 # more would only queue for a connection; SQLite reads in WAL run side by side.
 MAX_READ_THREADS = 8
+T = TypeVar("T")
 
 
 class QueryPool:
@@ -42,6 +44,12 @@ class QueryPool:
         task = asyncio.create_task(self._run(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def call(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Answer one request in the caller's task once a slot is free (the HTTP API, whose
+        server gives each request a task already)."""
+        async with self._slots:
+            return await work()
 
     async def _run(self, work: Callable[[], Awaitable[None]]) -> None:
         try:

@@ -58,21 +58,26 @@ class Queries:
         return project is None or reply.startswith(f"_INBOX.{project}.")
 
     async def handle(self, subject: str, payload: bytes) -> bytes:
-        """Answer one request; every failure becomes ``{"ok": false, "error": …}``."""
-        try:
-            method, result = await self._answer(subject, payload)
-            return self._fit(method, result)
-        except QueryError as exc:
-            return _error(exc.code, exc.message)
-        except Exception as exc:
-            log.exception("query failed", subject=subject)
-            return _error("internal", f"{type(exc).__name__}: {exc}"[:500])
+        """Answer one NATS request on ``subject``."""
+        project, method = wire.parse_api(subject, self.prefix) or (None, "")
+        return (await self.answer(project, method, payload))[0]
 
-    async def _answer(self, subject: str, payload: bytes) -> tuple[str, Any]:
-        parsed = wire.parse_api(subject, self.prefix)
-        if parsed is not None and parsed[1] == "status":
-            return "status", await self.status()
-        project, method = parsed or (None, "")
+    async def answer(self, project: str | None, method: str,
+                     payload: bytes) -> tuple[bytes, str | None]:
+        """Answer one request, from NATS or HTTP alike: the reply and its error code (None
+        when ``ok``); every failure becomes ``{"ok": false, "error": …}``."""
+        try:
+            result = await self._answer(project, method, payload)
+            return self._fit(method, result), None
+        except QueryError as exc:
+            return error_reply(exc.code, exc.message), exc.code
+        except Exception as exc:
+            log.exception("query failed", project=project, method=method)
+            return error_reply("internal", f"{type(exc).__name__}: {exc}"[:500]), "internal"
+
+    async def _answer(self, project: str | None, method: str, payload: bytes) -> Any:
+        if method == "status":
+            return await self.status()
         if project is None or method not in REQUESTS:
             fmt = wire.API_FORMAT.replace("<prefix>", self.prefix)
             raise QueryError("invalid", f"use {fmt} with method one of {', '.join(REQUESTS)}, "
@@ -90,10 +95,10 @@ class Queries:
         if method == "events_stream":
             if self.events_stream is None:
                 raise QueryError("internal", "this daemon keeps no project streams")
-            return method, {"stream": await self.events_stream(project),
-                            "subjects": wire.project_filter(self.prefix, "out", project)}
+            return {"stream": await self.events_stream(project),
+                    "subjects": wire.project_filter(self.prefix, "out", project)}
         run = functools.partial(self._run, project, method, args)
-        return method, await asyncio.get_running_loop().run_in_executor(self.executor, run)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, run)
 
     def _fit(self, method: str, result: Any) -> bytes:
         """The reply, cut to ``max_reply()`` bytes where the method allows it."""
@@ -166,5 +171,6 @@ def _fit_graph(graph: dict[str, Any], limit: int) -> bytes:
             raise QueryError("invalid", f"one node is over the NATS limit of {limit} bytes")
 
 
-def _error(code: str, message: str) -> bytes:
+def error_reply(code: str, message: str) -> bytes:
+    """The ``{"ok": false, "error": …}`` reply."""
     return orjson.dumps({"ok": False, "error": {"code": code, "message": message}})

@@ -1,4 +1,5 @@
-"""Export JSON Schemas of every event and the AsyncAPI document into ``docs/``."""
+"""Export JSON Schemas of every event, the AsyncAPI document (NATS) and the OpenAPI
+document (HTTP) into ``docs/``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from assetd.schemas.api import REQUESTS, ApiReply
 from assetd.schemas.asyncapi import asyncapi_document
 from assetd.schemas.envelope import CloudEvent
 from assetd.schemas.inbound import INBOUND
+from assetd.schemas.openapi import openapi_document
 from assetd.schemas.outbound import OUTBOUND
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -41,6 +43,7 @@ def expected_files(docs_dir: Path) -> dict[Path, bytes]:
     """Every generated file and its content."""
     files = {docs_dir / "schemas" / n: render(d) for n, d in schema_documents().items()}
     files[docs_dir / "asyncapi.json"] = render(asyncapi_document())
+    files[docs_dir / "openapi.json"] = render(openapi_document())
     return files
 
 
