@@ -25,10 +25,13 @@ PG_URL = os.environ.get("ASSETD_TEST_POSTGRES_URL")
 
 
 @contextlib.contextmanager
-def running_nats(prefix: str = "assetd-test-nats-") -> Iterator[EmbeddedNats]:
-    """A nats-server with JetStream in a temp dir on a free port; stopped by its pid."""
+def running_nats(prefix: str = "assetd-test-nats-", *,
+                 server_type: type[EmbeddedNats] = EmbeddedNats,
+                 **kw: Any) -> Iterator[EmbeddedNats]:
+    """A nats-server (``server_type``, with ``kw``) with JetStream in a temp dir on a free
+    port; stopped by its pid."""
     store = Path(tempfile.mkdtemp(prefix=prefix))
-    server = EmbeddedNats(store_dir=store, port=free_port())
+    server = server_type(store_dir=store, port=free_port(), **kw)
     server.start()
     try:
         yield server

@@ -13,13 +13,10 @@ import datetime as dt
 import hashlib
 import ipaddress
 import os
-import shutil
 import ssl
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +33,9 @@ from faststream.nats.security import parse_security
 
 from assetd.client import AssetClient
 from assetd.config import Settings
-from assetd.daemon.embedded import EmbeddedNats, free_port
+from assetd.daemon.embedded import EmbeddedNats
 from assetd.daemon.security import nats_security
-from tests.conftest import running_daemon
+from tests.conftest import running_daemon, running_nats
 
 # -- nkeys and JWTs ----------------------------------------------------------------------------
 
@@ -236,16 +233,9 @@ def credential_kind(name: str, where: Path) -> Kind:
 KINDS = ["user_password", "token", "nkey", "creds", "tls"]
 
 
-@contextlib.contextmanager
-def secured_server(kind: Kind) -> Iterator[SecuredNats]:
-    store = Path(tempfile.mkdtemp(prefix="assetd-cred-"))
-    server = SecuredNats(store_dir=store, port=free_port(), extra=kind.server_config)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(store, ignore_errors=True)
+def secured_server(kind: Kind) -> contextlib.AbstractContextManager[EmbeddedNats]:
+    """A nats-server that requires ``kind``'s credential."""
+    return running_nats("assetd-cred-", server_type=SecuredNats, extra=kind.server_config)
 
 
 async def _refusal(url: str, settings: Settings) -> Exception:
