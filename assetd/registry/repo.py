@@ -156,7 +156,7 @@ def resolve(
     else:
         q = base.join(ALIAS, ALIAS.c.instance_id == INSTANCE.c.id).where(ALIAS.c.alias == arg)
     row = conn.execute(q).first()
-    where = f"{asset}@{selector} on branch {branch} of project {project}"
+    where = f"{asset}@{selector.removeprefix('@')} on branch {branch} of project {project}"
     if row is None:
         raise NotFoundError(f"no instance {where}")
     if row.validity == "invalidated" and not allow_invalid:
