@@ -159,3 +159,16 @@ async def test_the_token_is_required_once_set(nc: Any, nats_server: EmbeddedNats
         for path in ("/healthz", "/readyz", "/metrics"):
             async with http.get(f"http://127.0.0.1:{port}{path}") as r:
                 assert r.status == 200, path
+
+
+async def test_a_list_is_the_field_repeated(api: Daemon, http: aiohttp.ClientSession) -> None:
+    """``where`` given once or repeated over GET filters as the JSON list does over POST."""
+    client = await _fill(api)
+    await client.close()
+    url = f"{_base(api)}/fraud/instances"
+    for params, versions in ([("asset", "fraud_model"), ("where", "f1_score>=0.85")], [2]), \
+            ([("asset", "fraud_model"), ("where", "f1_score>0"), ("where", "f1_score<0.85")],
+             [1]):
+        async with http.get(url, params=params) as r:
+            body = await r.json()
+        assert r.status == 200 and [i["version"] for i in body["result"]["items"]] == versions

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -82,16 +83,22 @@ def instances(
     asset: str,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
     before: Annotated[int | None, typer.Option(help="page: versions below this")] = None,
+    where: Annotated[list[str] | None, typer.Option(
+        help="annotation condition, e.g. 'f1_score>=0.9' (repeat: all must hold)")] = None,
 ) -> None:
-    """List instances, newest first, a page at a time."""
-    result = call(ctx, lambda c: c.list_instances(asset, limit=limit, before=before))
+    """List instances, newest first, a page at a time; --where filters on annotations."""
+    conds = where or []
+    result = call(ctx, lambda c: c.request("instances", asset=asset, limit=limit,
+                                           before=before, where=conds) if conds
+                  else c.list_instances(asset, limit=limit, before=before))
     if is_json(ctx):
         render.emit_json(result)
         return
     render.table(f"{asset} instances", render.INSTANCE_COLUMNS,
                  render.instance_rows(result["items"]))
     if result["next"]:
-        typer.echo(f"more: assetctl instances {asset} --before {result['next']}")
+        more = "".join(f" --where {shlex.quote(w)}" for w in conds)
+        typer.echo(f"more: assetctl instances {asset} --before {result['next']}{more}")
 
 
 @app.command()

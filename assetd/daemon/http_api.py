@@ -51,22 +51,22 @@ def check_bind(host: str, token: str | None) -> None:
 
 def query_body(query: MultiMapping[str]) -> bytes:
     """The JSON request a GET's parameters spell: ``field=value``; a map as
-    ``field[key]=value`` (OpenAPI's deepObject). Values stay strings: the request model
-    converts them (``limit=3``, ``allow_invalid=true``)."""
+    ``field[key]=value`` (OpenAPI's deepObject); a list as the field repeated
+    (``where=a>1&where=b<2``). Values stay strings: the request model converts them
+    (``limit=3``, ``allow_invalid=true``) and refuses a list where one value belongs."""
     body: dict[str, Any] = {}
     for key in dict.fromkeys(query.keys()):
         values = query.getall(key)
-        if len(values) > 1:
-            raise QueryError("invalid", f"{key!r} is given {len(values)} times")
         if m := _DEEP.fullmatch(key):
             into = body.setdefault(m[1], {})
-            if not isinstance(into, dict):
-                raise QueryError("invalid", f"{m[1]!r} is given both whole and by key")
+            if not isinstance(into, dict) or len(values) > 1:
+                raise QueryError("invalid", f"{key!r}: one value per key of {m[1]!r}, and "
+                                 "not the whole field as well")
             into[m[2]] = values[0]
         elif isinstance(body.get(key), dict):
             raise QueryError("invalid", f"{key!r} is given both whole and by key")
         else:
-            body[key] = values[0]
+            body[key] = values[0] if len(values) == 1 else values
     return orjson.dumps(body)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from assetd.errors import QueryError
 from assetd.handlers.decode import pydantic_errors
-from assetd.registry import reads
+from assetd.registry import reads, search
 from assetd.schemas import wire
 from assetd.schemas.api import REQUESTS
 
@@ -122,7 +122,11 @@ class Queries:
             if method == "assets":
                 return reads.assets(conn, project=project, **args)
             if method == "instances":
-                return reads.instances(conn, project=project, **args)
+                if search.filtered(args):
+                    return search.search(conn, project=project, **args)
+                return reads.instances(conn, project=project, branch=args["branch"],
+                                       asset=args["asset"], limit=args["limit"],
+                                       before=args["before"])
             if method == "lineage":
                 return reads.lineage(conn, project=project, branch=args["branch"],
                                      asset=args["asset"], selector=args["instance"],

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from assetd.schemas.ids import MAX_VERSION, AssetId, BranchId, EventId, Selector
 from assetd.schemas.inbound import Kind, StrMap
+from assetd.schemas.where import check_conditions
 
 
 def _storable_version(value: int | None) -> int | None:
@@ -15,6 +16,14 @@ def _storable_version(value: int | None) -> int | None:
         raise ValueError(f"versions go up to {MAX_VERSION} (the registry stores them as "
                          "32-bit integers)")
     return value
+
+
+def _listify(value: Any) -> Any:
+    """One condition alone (an HTTP parameter given once) counts as a list of one."""
+    return [value] if isinstance(value, str) else value
+
+
+Conditions = Annotated[list[str], BeforeValidator(_listify), AfterValidator(check_conditions)]
 
 
 class _Req(BaseModel):
@@ -40,12 +49,23 @@ class AssetsRequest(_Req):
 
 
 class InstancesRequest(_Req):
-    """Page through the instances of one asset, newest first."""
+    """Page through the instances of one asset, newest first, optionally only those that
+    meet every filter given: annotation conditions (``where``: ``f1_score>=0.9``), tags,
+    state, validity, producer, creation time (``created_after`` inclusive,
+    ``created_before`` exclusive). A filtered page examines at most 10,000 versions; it may
+    come back short, or empty, with ``next`` set: ask again with ``before`` = ``next``."""
 
     asset: AssetId
     branch: BranchId = "main"
     limit: int = Field(default=50, ge=1, le=500)
     before: Annotated[int | None, AfterValidator(_storable_version)] = Field(default=None, ge=1)
+    where: Conditions = Field(default_factory=list)
+    tags: StrMap | None = None
+    state: Literal["ready", "pending", "abandoned"] | None = None
+    validity: Literal["valid", "deprecated", "invalidated"] | None = None
+    producer: str | None = Field(default=None, min_length=1, max_length=1024)
+    created_after: AwareDatetime | None = None
+    created_before: AwareDatetime | None = None
 
 
 class LineageRequest(_Req):
