@@ -58,3 +58,20 @@ def test_assetd_run_says_so_in_one_line(venv_bin: Path, tmp_path: Path) -> None:
     assert r.returncode == 1, r.stderr
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "ASSETD_HTTP_TOKEN" in lines[0], r.stderr
+
+
+async def test_the_api_answers_internal_until_the_daemon_has_started(tmp_path: Path) -> None:
+    """Before the start completes (registry not migrated, NATS not connected) an API request
+    answers ``internal`` saying so, rather than failing on half-built state."""
+    from assetd.config import Settings
+    from assetd.daemon.app import Daemon
+
+    daemon = Daemon(Settings(nats_url="nats://127.0.0.1:1", data_dir=tmp_path,
+                             http_port=free_port()))
+    try:
+        reply, code = await daemon._http_answer("fraud", "assets", b"{}")
+    finally:
+        daemon.writer.dispose()
+        daemon.reader.dispose()
+        daemon.query_pool.close()
+    assert code == "internal" and b"starting" in reply

@@ -32,7 +32,7 @@ from assetd.daemon.streams import ensure_project_stream, ensure_streams, stream_
 from assetd.daemon.supervisor import NatsUnavailableError, NatsWatch, Supervisor
 from assetd.errors import ConfigError
 from assetd.handlers.inbound import Ingest
-from assetd.handlers.queries import REPLY_SLACK, Queries
+from assetd.handlers.queries import REPLY_SLACK, Queries, error_reply
 from assetd.handlers.tx import OUTBOUND_MAX_BYTES
 from assetd.logs import redact_url
 from assetd.metrics import Metrics
@@ -110,7 +110,10 @@ class Daemon:
 
     async def _http_answer(self, project: str | None, method: str,
                            payload: bytes) -> tuple[bytes, str | None]:
-        """An HTTP API request: the NATS queries' code, within the same concurrency bound."""
+        """An HTTP API request: the NATS queries' code, within the same concurrency bound
+        (the HTTP server listens from the start, before the registry is migrated)."""
+        if not self._serving:
+            return error_reply("internal", "assetd is starting; ask again shortly"), "internal"
         return await self.query_pool.call(
             functools.partial(self.queries.answer, project, method, payload))
 
