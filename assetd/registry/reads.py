@@ -279,15 +279,20 @@ def timeline(conn: Connection, *, project: str, branch: str, asset: str,
 
 def event(conn: Connection, *, project: str, event_id: str) -> dict[str, Any]:
     """What became of one inbound id: ``applied`` (with what it produced), ``rejected``
-    (with why) or ``unknown``; a primary-key lookup (two for an id applied before the
+    (with why) or ``unknown``; a primary-key lookup (more for an id applied before the
     registry kept outcomes: those answer ``applied`` with a null ``outcome``)."""
-    row = conn.execute(select(EVENT_OUTCOME).where(
-        EVENT_OUTCOME.c.project == project, EVENT_OUTCOME.c.event_id == event_id)).first()
+    find = select(EVENT_OUTCOME).where(EVENT_OUTCOME.c.project == project,
+                                       EVENT_OUTCOME.c.event_id == event_id)
+    row = conn.execute(find).first()
+    old = None
+    if row is None:
+        old = conn.execute(select(INBOX.c.type, INBOX.c.applied_at).where(
+            INBOX.c.project == project, INBOX.c.event_id == event_id)).first()
+        if old is not None:  # its batch may have committed between the two reads
+            row = conn.execute(find).first()
     if row is not None:
         return {"status": row.status, "type": row.type, "outcome": row.outcome,
                 "at": iso(row.recorded_at), "seq": row.seq}
-    old = conn.execute(select(INBOX.c.type, INBOX.c.applied_at).where(
-        INBOX.c.project == project, INBOX.c.event_id == event_id)).first()
     if old is not None:
         return {"status": "applied", "type": old.type, "outcome": None,
                 "at": iso(old.applied_at), "seq": None}
