@@ -60,6 +60,21 @@ def test_every_assetd_variable_in_deploy_files_is_a_setting() -> None:
     assert used - roles <= known, sorted(used - roles - known)
 
 
+def test_beyond_loopback_the_deploy_files_carry_an_http_token() -> None:
+    """Every deploy file that binds the HTTP port beyond loopback also passes a bearer token
+    (the daemon refuses to start without one)."""
+    docs = list(yaml.safe_load_all((DEPLOY / "k8s" / "assetd.yaml").read_text()))
+    env = {e["name"]: e.get("value") for e in docs[2]["spec"]["template"]["spec"]
+           ["containers"][0]["env"]}
+    assert env["ASSETD_HTTP_HOST"] == "0.0.0.0" and "ASSETD_HTTP_TOKEN" not in env
+    assert docs[1]["stringData"]["ASSETD_HTTP_TOKEN"], "the token comes from the secret"
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    service = compose["services"]["assetd-1"]["environment"]
+    assert service["ASSETD_HTTP_HOST"] == "0.0.0.0"
+    assert service["ASSETD_HTTP_TOKEN"] == "${ASSETD_HTTP_TOKEN:?}"
+    assert "-e ASSETD_HTTP_TOKEN=" in (DEPLOY / "Dockerfile").read_text()
+
+
 async def test_probes_point_at_real_endpoints() -> None:
     """The paths the probes use answer on a real HttpServer."""
     deployment = list(yaml.safe_load_all((DEPLOY / "k8s" / "assetd.yaml").read_text()))[2]
