@@ -272,9 +272,9 @@ async def _check_consumer(url: str, line: Line, stream: str) -> None:
         create = c.nc.jetstream().add_consumer(stream, config)
         if line.allowed == "no":
             with pytest.raises(PermissionDeniedError):
-                await c._guarded(create)
+                await c.guarded(create)
             return
-        info = await c._guarded(create)
+        info = await c.guarded(create)
         assert info.config.durable_name == f"rights_{line.number}"
 
 

@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -207,14 +208,14 @@ async def test_services_touch_only_their_projects_consumers(secured_daemon: Daem
         ]
         for attempt in attempts:
             with pytest.raises(PermissionDeniedError):
-                await c._guarded(attempt)
+                await c.guarded(attempt)
         own = (await c.request("events_stream"))["stream"]
         for i in range(3):
             stream = c.events(durable=f"d{i}")
             task = asyncio.ensure_future(stream.__anext__())
             for _ in range(100):  # the project's own consumers work
                 with contextlib.suppress(Exception):
-                    if (await c._guarded(js.consumer_info(own, f"d{i}"))).config.durable_name:
+                    if (await c.guarded(js.consumer_info(own, f"d{i}"))).config.durable_name:
                         break
                 await asyncio.sleep(0.05)
             else:
@@ -223,7 +224,7 @@ async def test_services_touch_only_their_projects_consumers(secured_daemon: Daem
             task.cancel()
         # the limit itself, asked of JetStream directly
         with pytest.raises(Exception, match="maximum consumers"):
-            await c._guarded(js.add_consumer(own, ConsumerConfig(
+            await c.guarded(js.add_consumer(own, ConsumerConfig(
                 durable_name="d3", filter_subject="assetd.out.fraud.main.>")))
     async with AssetClient("other", settings=_role(secured_nats, "operator"), timeout=15) as op:
         info = await op.nc.jetstream().consumer_info("ASSETD_OUT", "server")
@@ -269,3 +270,34 @@ async def test_a_query_cannot_make_the_daemon_publish_elsewhere(secured_daemon: 
     async with AssetClient("other", settings=_role(secured_nats, "operator"), timeout=15) as op:
         info = await op.nc.jetstream().stream_info("ASSETD_OUT", subjects_filter=">")
         assert "assetd.out.other.main.m.asset_promoted" not in (info.state.subjects or {})
+
+
+async def _ctl_as(url: str, user: str, password: str, *args: str) -> tuple[int, str, str]:
+    """``assetctl`` logged in as ``user`` (ASSETD_NATS_USER/_PASSWORD), project fraud."""
+    env = {**os.environ, "ASSETD_NATS_URL": url, "ASSETD_NATS_USER": user,
+           "ASSETD_NATS_PASSWORD": password, "ASSETD_PROJECT": "fraud"}
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "assetctl"), *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_assetctl_denials_are_one_line(secured_daemon: Daemon, secured_nats: str) -> None:
+    """Under restricted users assetctl says what NATS refused in one line, at once: the DLQ
+    for a pipeline, main for a developer, a wrong password for anyone — never a traceback."""
+    cases = [
+        ("pipeline-fraud", PASSWORDS["ASSETD_PIPELINE_PASSWORD"], ("dlq", "list")),
+        ("alice", PASSWORDS["ASSETD_ALICE_PASSWORD"], ("register", "m", "--kind", "data")),
+        ("alice", "wrong", ("assets",)),
+    ]
+    for user, password, args in cases:
+        code, out, err = await _ctl_as(secured_nats, user, password, *args)
+        assert (code, out) == (1, ""), (user, args, err)
+        assert err.count("\n") == 1 and "Traceback" not in err, (user, args, err)
+    _, _, err = await _ctl_as(secured_nats, "alice", PASSWORDS["ASSETD_ALICE_PASSWORD"],
+                              "register", "m", "--kind", "data")
+    assert "NATS denied publish to assetd.in.fraud.main.m.asset_registered" in err
+    _, _, err = await _ctl_as(secured_nats, "alice", "wrong", "assets")
+    assert "refused the connection" in err and "check the credentials" in err

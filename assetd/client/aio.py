@@ -163,7 +163,7 @@ class AssetClient:
                 if not waiter.done():
                     waiter.set_result((m.group(1), m.group(2)))
 
-    async def _guarded(self, op: Awaitable[T]) -> T:
+    async def guarded(self, op: Awaitable[T]) -> T:
         """Run ``op``; if NATS denies something meanwhile, raise PermissionDeniedError at once
         instead of waiting for a timeout."""
         denied: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
@@ -208,7 +208,7 @@ class AssetClient:
         # the daemon applies each (project, id) once, for ever (docs/events.md).
         subject = wire.in_subject(self.prefix, self.project, branch, asset, type_)
         try:
-            await self._guarded(self._nc.jetstream().publish(subject, orjson.dumps(envelope),
+            await self.guarded(self._nc.jetstream().publish(subject, orjson.dumps(envelope),
                                                              timeout=self.timeout))
         except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError):
             raise AssetdError(f"no JetStream stream takes {subject} on NATS at "
@@ -398,7 +398,7 @@ class AssetClient:
             body["branch"] = self.branch
         subject = wire.api_subject(self.prefix, self.project, method)
         try:
-            msg = await self._guarded(self._nc.request(subject, orjson.dumps(body),
+            msg = await self.guarded(self._nc.request(subject, orjson.dumps(body),
                                                        timeout=self.timeout))
         except nats.errors.NoRespondersError:
             raise NoAnswerError("no assetd daemon answers on NATS; is it running?") from None

@@ -97,7 +97,7 @@ async def _subscribe(client: AssetClient, cursor: _Cursor) -> Any:
         # permissions can then give a service this project's consumers and no other's.
         cursor.stream = (await client.request("events_stream"))["stream"]
     js = client.nc.jetstream()
-    sub = await client._guarded(js.pull_subscribe(
+    sub = await client.guarded(js.pull_subscribe(
         cursor.subject, durable=cursor.durable, stream=cursor.stream, config=cursor.config()))
     if cursor.last_seq:
         log.info("event subscription re-created", subject=cursor.subject,

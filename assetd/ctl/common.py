@@ -137,8 +137,8 @@ def call(ctx: typer.Context, fn: Callable[[AssetClient], Awaitable[Any]],
         client = AssetClient(project, settings.branch, settings=settings,
                              timeout=o.timeout or 10.0, connect_timeout=CONNECT_TIMEOUT)
         await client.connect()
-        try:
-            return await fn(client)
+        try:  # a NATS denial anywhere in the command ends it at once, named
+            return await client.guarded(fn(client))
         finally:
             await client.close()
 
