@@ -100,6 +100,8 @@ async def test_two_daemons_allocate_contiguous_versions(
             before = page["next"]
         assert sorted(versions) == list(range(1, N + 1))
         assert sorted(seqs) == list(range(N)), "each event applied exactly once"
+        [racer] = await client.list_assets()
+        assert (racer["instances"], racer["latest"]) == (N, f"v{N}"), "counters kept by both"
 
         created = await wait_for(lambda: _n_created(js, N), timeout=60, what="outbound")
         assert len({e["id"] for e in created}) == N

@@ -31,6 +31,7 @@ def on_updated(tx: Tx, item: Inbound) -> dict[str, Any]:
     if data.validity is not None:
         values["validity"] = data.validity
     repo.update_instance(tx.conn, instance_id=row.id, values=values)
+    tx.stats.changed((row.project, row.branch, row.asset))
     inst = replace(row, state=str(values.get("state", row.state)),
                    validity=str(values.get("validity", row.validity)))
     result: dict[str, Any] = {"instance": inst.name, "state": inst.state,

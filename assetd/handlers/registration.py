@@ -73,6 +73,7 @@ def create_instance(
         "created_at": tx.now, "updated_at": tx.now,
     })
     tx.took_version(project, branch, asset, version)
+    tx.stats.created((project, branch, asset), version if state == "ready" else None)
     repo.insert_edges(tx.conn, rows=[
         {"project": project, "relation": "input", "upstream_id": up_id,
          "downstream_id": instance_id, "consumer": None, "consumer_info": None,

@@ -14,6 +14,7 @@ from sqlalchemy import Connection
 
 from assetd.errors import RejectedError
 from assetd.registry import repo
+from assetd.registry import stats as counters
 from assetd.rules.loader import LoadedRules
 from assetd.schemas import wire
 from assetd.schemas.outbound import OutboundData
@@ -87,6 +88,7 @@ class Tx:
     trace: dict[str, str] = field(default_factory=dict)  # the current event's trace context
     # (type, asset, branch, data) of each event the current inbound event queued
     emitted: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
+    stats: counters.Pending = field(default_factory=counters.Pending)  # the per-asset counters
 
     def emit(
         self, *, project: str, branch: str, asset: str, cause: str | None,
@@ -114,11 +116,14 @@ class Tx:
         self.emitted = []
         self.decisions.update(self.decided)
         self.decided = []
+        self.stats.keep()
 
     def flush(self) -> None:
-        """Write every kept outbound event of the batch in one statement."""
+        """Write every kept outbound event of the batch in one statement, and the per-asset
+        counters the batch changed."""
         repo.outbox_add(self.conn, rows=self.committed_outbox)
         self.committed_outbox = []
+        self.stats.write(self.conn)
 
     def asset_kind(self, project: str, asset: str) -> str | None:
         """The asset's kind, locking its row (PostgreSQL) the first time in this transaction."""
@@ -141,6 +146,7 @@ class Tx:
         self.outbox = []
         self.emitted = []
         self.decided = []
+        self.stats.drop()
 
     def next_version(self, project: str, branch: str, asset: str) -> int:
         """The next free version of (project, branch, asset) inside this transaction."""

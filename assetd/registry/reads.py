@@ -6,7 +6,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, and_, or_, select
 
 from assetd.errors import InvalidError, NotFoundError
 from assetd.registry import repo
@@ -20,6 +20,7 @@ from assetd.registry.tables import (
     EVENT_OUTCOME,
     INBOX,
     INSTANCE,
+    STATS,
 )
 from assetd.schemas.envelope import iso
 from assetd.schemas.ids import parse_selector
@@ -99,18 +100,22 @@ def assets(conn: Connection, *, project: str, branch: str, kind: str | None,
            tags: dict[str, str] | None) -> list[dict[str, Any]]:
     """Assets of a project with their latest ready instance, aliases and instance count.
 
-    ``tags`` filter on the tags of the latest ready instance (exact match, all given).
+    ``tags`` filter on the tags of the latest ready instance (exact match, all given). Read
+    from the maintained counters (``asset_stats``) and the unique version index: one row per
+    asset, whatever the number of instances.
     """
-    q = select(ASSET).where(ASSET.c.project == project).order_by(ASSET.c.asset)
+    top = INSTANCE.alias("top")
+    q = (
+        select(ASSET, STATS.c.instances, STATS.c.latest, top.c.tags.label("latest_tags"))
+        .select_from(ASSET.outerjoin(STATS, and_(
+            STATS.c.project == ASSET.c.project, STATS.c.branch == branch,
+            STATS.c.asset == ASSET.c.asset)).outerjoin(top, and_(
+                top.c.project == ASSET.c.project, top.c.branch == branch,
+                top.c.asset == ASSET.c.asset, top.c.version == STATS.c.latest)))
+        .where(ASSET.c.project == project).order_by(ASSET.c.asset)
+    )
     if kind:
         q = q.where(ASSET.c.kind == kind)
-    defs = list(conn.execute(q))
-    counts: dict[str, int] = dict(conn.execute(
-        select(INSTANCE.c.asset, func.count())
-        .where(INSTANCE.c.project == project, INSTANCE.c.branch == branch)
-        .group_by(INSTANCE.c.asset)
-    ).all())
-    latest = _latest_ready(conn, project, branch)
     alias_map: dict[str, dict[str, str]] = defaultdict(dict)
     for asset, alias, version in conn.execute(
         select(ALIAS.c.asset, ALIAS.c.alias, INSTANCE.c.version)
@@ -119,29 +124,17 @@ def assets(conn: Connection, *, project: str, branch: str, kind: str | None,
     ):
         alias_map[asset][alias] = f"v{version}"
     out = []
-    for d in defs:
-        top = latest.get(d.asset)
-        if tags and (top is None or any(top.tags.get(k) != v for k, v in tags.items())):
+    for d in conn.execute(q):
+        latest_tags = d.latest_tags if d.latest is not None else None
+        if tags and (latest_tags is None
+                     or any(latest_tags.get(k) != v for k, v in tags.items())):
             continue
         out.append({
             "asset": d.asset, "kind": d.kind, "name": d.name, "description": d.description,
-            "properties": d.properties, "latest": f"v{top.version}" if top else None,
-            "aliases": alias_map.get(d.asset, {}), "instances": int(counts.get(d.asset, 0)),
+            "properties": d.properties, "latest": f"v{d.latest}" if d.latest else None,
+            "aliases": alias_map.get(d.asset, {}), "instances": int(d.instances or 0),
         })
     return out
-
-
-def _latest_ready(conn: Connection, project: str, branch: str) -> dict[str, Any]:
-    ok = and_(INSTANCE.c.project == project, INSTANCE.c.branch == branch,
-              INSTANCE.c.state == "ready", INSTANCE.c.validity != "invalidated")
-    top = (
-        select(INSTANCE.c.asset, func.max(INSTANCE.c.version).label("v"))
-        .where(ok).group_by(INSTANCE.c.asset).subquery()
-    )
-    q = select(INSTANCE).join(
-        top, and_(INSTANCE.c.asset == top.c.asset, INSTANCE.c.version == top.c.v)
-    ).where(INSTANCE.c.project == project, INSTANCE.c.branch == branch)
-    return {r.asset: r for r in conn.execute(q)}
 
 
 def lineage(conn: Connection, *, project: str, branch: str, asset: str, selector: str,

@@ -154,7 +154,9 @@ def resolve(
     elif kind == "version":
         q = base.where(INSTANCE.c.version == int(arg))
     else:
-        q = base.join(ALIAS, ALIAS.c.instance_id == INSTANCE.c.id).where(ALIAS.c.alias == arg)
+        q = base.join(ALIAS, ALIAS.c.instance_id == INSTANCE.c.id).where(  # its primary key
+            ALIAS.c.project == project, ALIAS.c.branch == branch, ALIAS.c.asset == asset,
+            ALIAS.c.alias == arg)
     row = conn.execute(q).first()
     where = f"{asset}@{selector.removeprefix('@')} on branch {branch} of project {project}"
     if row is None:

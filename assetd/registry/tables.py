@@ -51,6 +51,20 @@ class Instance(SQLModel, table=True):
     updated_at: datetime
 
 
+class AssetStats(SQLModel, table=True):
+    """Per (project, branch, asset): how many instances, and the latest ready, not
+    invalidated version; kept in the transaction of every change, so ``assets`` reads one
+    row per asset instead of counting every instance."""
+
+    __tablename__ = "asset_stats"
+
+    project: str = Field(primary_key=True, max_length=64)
+    branch: str = Field(primary_key=True, max_length=128)
+    asset: str = Field(primary_key=True, max_length=128)
+    instances: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    latest: int | None = None
+
+
 class LineageEdge(SQLModel, table=True):
     """``input`` (upstream instance → derived instance) or ``consumed_by`` (instance → consumer)."""
 
@@ -204,3 +218,4 @@ LEASE = Lease.__table__  # type: ignore[attr-defined]
 ALIAS_HISTORY = AliasHistory.__table__  # type: ignore[attr-defined]
 OUTBOX = OutboxEntry.__table__  # type: ignore[attr-defined]
 EVENT_OUTCOME = EventOutcome.__table__  # type: ignore[attr-defined]
+STATS = AssetStats.__table__  # type: ignore[attr-defined]
