@@ -23,6 +23,8 @@ from assetd.daemon.consumer import PullConsumer
 from assetd.daemon.embedded import EmbeddedNats
 from assetd.daemon.http import HttpServer
 from assetd.daemon.http_api import HttpApi
+from assetd.daemon.http_live import LiveApi
+from assetd.daemon.http_ui import WebUi
 from assetd.daemon.query_pool import QueryPool
 from assetd.daemon.relay import OutboxRelay
 from assetd.daemon.rules_watch import RulesHolder, rules_path
@@ -105,8 +107,11 @@ class Daemon:
         s, token = self.settings, self.settings.http_token
         api = HttpApi(answer=self._http_answer,
                       token=token.get_secret_value() if token else None)
+        live = LiveApi(api=api, nc=self._nc, serving=lambda: self._serving, engine=self.reader,
+                       executor=self.query_pool.executor, prefix=s.subject_prefix)
         return HttpServer(host=s.http_host, port=s.http_port, metrics=self.metrics,
-                          ready=self.ready, refresh=self.refresh, api=api)
+                          ready=self.ready, refresh=self.refresh, api=api, live=live,
+                          ui=WebUi())
 
     async def _http_answer(self, project: str | None, method: str,
                            payload: bytes) -> tuple[bytes, str | None]:

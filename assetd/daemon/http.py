@@ -1,5 +1,6 @@
-"""``/healthz``, ``/readyz``, ``/metrics`` and the HTTP API (``/api/v1``, see
-:mod:`assetd.daemon.http_api`) on ``ASSETD_HTTP_PORT`` (0: off)."""
+"""``/healthz``, ``/readyz``, ``/metrics``, the HTTP API (``/api/v1``, see
+:mod:`assetd.daemon.http_api`), the UI's stream and dead letters (:mod:`assetd.daemon.http_live`)
+and the web UI at ``/`` (:mod:`assetd.daemon.http_ui`) on ``ASSETD_HTTP_PORT`` (0: off)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
 from assetd.daemon.http_api import HttpApi, check_bind
+from assetd.daemon.http_live import LiveApi
+from assetd.daemon.http_ui import WebUi
 from assetd.errors import ConfigError
 from assetd.metrics import Metrics
 
@@ -23,9 +26,11 @@ class HttpServer:
 
     def __init__(self, *, host: str, port: int, metrics: Metrics,
                  ready: Callable[[], Awaitable[dict[str, bool]]],
-                 refresh: Callable[[], Awaitable[None]], api: HttpApi | None = None) -> None:
+                 refresh: Callable[[], Awaitable[None]], api: HttpApi | None = None,
+                 live: LiveApi | None = None, ui: WebUi | None = None) -> None:
         self.host, self.port, self.metrics = host, port, metrics
         self.ready, self.refresh, self.api = ready, refresh, api
+        self.live, self.ui = live, ui
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -37,9 +42,13 @@ class HttpServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
+        if self.live is not None:  # before the API's /api/v1/{project}/{method}
+            self.live.add_routes(app)
         if self.api is not None:
             self.api.add_routes(app)
-        self._runner = web.AppRunner(app, access_log=None)
+        if self.ui is not None:
+            self.ui.add_routes(app)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
         await self._runner.setup()
         try:
             await web.TCPSite(self._runner, self.host, self.port).start()

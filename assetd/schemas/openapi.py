@@ -13,7 +13,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from assetd.schemas.api import REQUESTS, ApiError
 from assetd.schemas.asyncapi import CONTRACT_VERSION
-from assetd.schemas.ids import PROJECT_RE
+from assetd.schemas.ids import BRANCH_RE, PROJECT_RE
 from assetd.schemas.replies import REPLIES
 
 OPENAPI_VERSION = "3.1.0"
@@ -90,6 +90,56 @@ def _method_path(method: str, schemas: dict[str, Any], refs: dict[str, Any]) -> 
     }
 
 
+def _get(operation: str, summary: str, result: dict[str, Any], description: str,
+         parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"get": {"tags": ["ui"], "operationId": operation, "summary": summary,
+                    "parameters": parameters, "responses": _responses(result, description)}}
+
+
+_PROJECT = {"$ref": "#/components/parameters/project"}
+_NAMES = {"type": "array", "items": {"type": "string"}}
+_LETTER = {"type": "object", "required": ["seq", "inbound_subject", "reason", "errors"],
+           "properties": {
+               "seq": {"type": "integer", "description": "its ASSETD_DLQ sequence"},
+               "time": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+               "subject": {"type": "string"}, "inbound_subject": {"type": "string"},
+               "event_id": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+               "reason": {"type": "string"}, "errors": {"type": "array"},
+               "size": {"type": "integer", "description": "bytes of the original message"}}}
+
+
+def _ui_paths() -> dict[str, Any]:
+    """The routes the web UI reads besides the queries (assetd/daemon/http_live.py)."""
+    branch = {"name": "branch", "in": "query", "required": False,
+              "description": "only this branch's events (its real name: `user.alice`)",
+              "schema": {"type": "string", "pattern": BRANCH_RE}}
+    token = {"name": "token", "in": "query", "required": False,
+             "description": "the bearer token, for an EventSource (it cannot send headers)",
+             "schema": {"type": "string"}}
+    limit = {"name": "limit", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}}
+    stream = {"get": {
+        "tags": ["ui"], "operationId": "stream", "parameters": [branch, token],
+        "summary": "Server-sent events: each outbound event of the project from now on "
+                   "(`event: cloudevent`, `data:` its CloudEvent JSON), after an "
+                   "`event: ready`; keep-alive comments every 15 s.",
+        "responses": {**_responses({}, ""), "200": {
+            "description": "an event stream", "content": {
+                "text/event-stream": {"schema": {"type": "string"}}}}}}}
+    return {
+        f"{PREFIX}/projects": _get("projects", "The projects that define an asset.",
+                                   _NAMES, "project names, in name order", []),
+        f"{PREFIX}/{{project}}/branches": {"parameters": [_PROJECT], **_get(
+            "branches", "The branches that hold an instance, exactly as named.", _NAMES,
+            "branch names, in name order", [])},
+        f"{PREFIX}/{{project}}/dlq": {"parameters": [_PROJECT], **_get(
+            "dlq", "The project's dead letters (ASSETD_DLQ), oldest first, with their "
+            "reasons; read-only.", {"type": "array", "items": _LETTER}, "dead letters",
+            [limit])},
+        f"{PREFIX}/{{project}}/stream": {"parameters": [_PROJECT], **stream},
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     """The whole document: one path per query method, ``status`` and the document itself."""
     schemas, refs = _schemas()
@@ -102,6 +152,7 @@ def openapi_document() -> dict[str, Any]:
     paths[f"{PREFIX}/status"] = {"get": {
         "tags": ["queries"], "operationId": "status", "summary": "The daemon's status.",
         "responses": _responses(status, "the daemon's status")}}
+    paths |= _ui_paths()
     paths[f"{PREFIX}/openapi.json"] = {"get": {
         "tags": ["meta"], "operationId": "openapi", "summary": "This document.",
         "responses": {"200": {"description": "OpenAPI 3.1",
