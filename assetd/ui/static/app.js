@@ -308,10 +308,7 @@ async function lineageView(params) {
   const edges = new Map();
   for (const e of [...up.edges, ...down.edges]) edges.set(`${e.from}|${e.to}|${e.relation}`, e);
   const root = up.nodes[0] || down.nodes[0];
-  const onPick = (n) => {
-    state.branch = n.branch;
-    go("/asset", { asset: n.asset, branch: n.branch, instance: n.instance });
-  };
+  const onPick = (n) => go("/asset", { asset: n.asset, branch: n.branch, instance: n.instance });
   const graph = root ? lineageSvg(root.id, [...nodes.values()], [...edges.values()], onPick) : null;
   return [h("h1", {}, "Lineage of ", root ? root.id : asset), form,
     h("p", { class: "muted" }, "Upstream on the left, downstream on the right; click an instance to open it.",
