@@ -120,9 +120,9 @@ async def _open(page: Page, url: str, ready: str) -> None:
 
 
 async def _shot(page: Page, name: str) -> None:
+    """Save the page as ``$ASSETD_SCREENSHOTS/<name>.png`` (Playwright makes the folder)."""
     if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
+        await page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
 
 
 async def test_every_page_loads_without_console_errors(ui: Daemon, page: Page) -> None:
@@ -154,8 +154,9 @@ async def test_every_page_loads_without_console_errors(ui: Daemon, page: Page) -
 
 async def test_lineage_graph_shows_the_nodes_and_clicks_through(ui: Daemon, page: Page) -> None:
     """Downstream of transactions v1: the three fraud_model versions on main, the one on
-    user.alice (across branches) and the champion's consumer; upstream of fraud_model v2: transactions, and its
-    consumer downstream; clicking a node opens that asset on that node's branch."""
+    user.alice (across branches) and the champion's consumer; upstream of fraud_model v2:
+    transactions, and its consumer downstream; clicking a node opens that asset on that
+    node's branch."""
     await _open(page, _url(ui, "#/lineage?project=fraud&branch=main&asset=transactions"
                                "&instance=v1&depth=3"), "#lineage-graph")
     ids = await page.locator("#lineage-graph .node").evaluate_all(
