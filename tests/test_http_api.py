@@ -60,6 +60,7 @@ REQUESTS: dict[str, dict[str, Any]] = {
     "assets": {"tags": {"team": "risk"}},
     "instances": {"asset": "fraud_model", "limit": 1, "before": 2},
     "lineage": {"asset": "fraud_model", "direction": "upstream", "depth": 2},
+    "compare": {"asset": "fraud_model", "a": "v1", "b": "v2"},
     "decisions": {"asset": "fraud_model", "limit": 5},
     "timeline": {"asset": "fraud_model"},
     "event": {"id": "never-published"},

@@ -12,7 +12,7 @@ from assetd.schemas.replies import REPLIES
 
 
 async def test_every_method_reply_matches_its_model(daemon: Daemon, tmp_path: Any) -> None:
-    """resolve, assets, instances, lineage, decisions, timeline, event and events_stream."""
+    """resolve, assets, instances, lineage, compare, decisions, timeline, event and events_stream."""
     rules = tmp_path / "rules.yaml"
     rules.write_text("version: 1\nrules:\n  - asset: m\n    promote: {metric: f1}\n")
     daemon.rules.path = rules
@@ -28,6 +28,7 @@ async def test_every_method_reply_matches_its_model(daemon: Daemon, tmp_path: An
             "assets": {"tags": {"t": "1"}},
             "instances": {"asset": "m", "limit": 10},
             "lineage": {"asset": "d", "direction": "downstream", "depth": 3},
+            "compare": {"asset": "m", "a": "v1", "b": "latest"},
             "decisions": {"asset": "m"},
             "timeline": {"asset": "m"},
             "event": {"id": "reg-1"},

@@ -452,6 +452,14 @@ class AssetClient:
             direction=direction, depth=depth)
         return result
 
+    async def compare(self, asset: str, a: str, b: str, *,
+                      branch: str | None = None) -> dict[str, Any]:
+        """Two instances (selectors ``a``, ``b``) side by side: annotations and tags with
+        what changed (numeric deltas), and their inputs only in a, only in b, or common."""
+        result: dict[str, Any] = await self.request(
+            "compare", asset=asset, branch=branch or self.branch, a=a, b=b)
+        return result
+
     async def event(self, event_id: str) -> dict[str, Any]:
         """What became of an inbound event id: ``{status: applied|rejected|unknown, type,
         outcome}`` (CONTRACT §7 ``event``); a re-published id answers its first outcome."""

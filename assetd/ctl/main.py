@@ -13,7 +13,7 @@ import typer
 from assetd import logs
 from assetd.client import AssetClient
 from assetd.client.outcome import settle
-from assetd.ctl import dlq_cmds, ops_cmds, outcomes, promotion_cmds, render, rules_cmds
+from assetd.ctl import diff_cmd, dlq_cmds, ops_cmds, outcomes, promotion_cmds, render, rules_cmds
 from assetd.ctl.common import (
     EXIT_NO_OUTCOME,
     EventId,
@@ -213,7 +213,7 @@ def definitions_sync(
                  [[d["asset"], d["kind"], d["name"], d["file"]] for d in result])
 
 
-__all__ = ["app", "dlq_cmds", "main", "ops_cmds", "promotion_cmds", "rules_cmds"]
+__all__ = ["app", "diff_cmd", "dlq_cmds", "main", "ops_cmds", "promotion_cmds", "rules_cmds"]
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from assetd.errors import QueryError
 from assetd.handlers.decode import pydantic_errors
-from assetd.registry import reads, search
+from assetd.registry import compare, reads, search
 from assetd.schemas import wire
 from assetd.schemas.api import REQUESTS
 
@@ -132,6 +132,8 @@ class Queries:
                                      asset=args["asset"], selector=args["instance"],
                                      direction=args["direction"], depth=args["depth"],
                                      **self.lineage_limits)
+            if method == "compare":
+                return compare.compare(conn, project=project, **args)
             if method == "timeline":
                 return reads.timeline(conn, project=project, **args)
             if method == "event":

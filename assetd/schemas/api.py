@@ -78,6 +78,17 @@ class LineageRequest(_Req):
     depth: int = Field(default=3, ge=1, le=50)
 
 
+class CompareRequest(_Req):
+    """Two instances of one asset side by side: annotations and tags with their differences
+    (numeric ones with the delta b - a), and their lineage differences (inputs)."""
+
+    asset: AssetId
+    branch: BranchId = "main"
+    a: Selector
+    b: Selector
+    allow_invalid: bool = True
+
+
 class DecisionsRequest(_Req):
     """The decision log of one asset, newest first."""
 
@@ -126,6 +137,7 @@ REQUESTS: dict[str, type[_Req]] = {
     "assets": AssetsRequest,
     "instances": InstancesRequest,
     "lineage": LineageRequest,
+    "compare": CompareRequest,
     "decisions": DecisionsRequest,
     "timeline": TimelineRequest,
     "event": EventRequest,

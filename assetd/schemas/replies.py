@@ -81,6 +81,57 @@ class LineageGraph(_Reply):
     truncated: bool
 
 
+class CompareSide(_Reply):
+    """One of the two instances compared."""
+
+    instance: str
+    version: int
+    state: Literal["ready", "pending", "abandoned"]
+    validity: Literal["valid", "deprecated", "invalidated"]
+    created_at: str
+    producer: str
+    aliases: list[str]
+
+
+class FieldChange(_Reply):
+    """One annotation or tag of either instance: its value in each (null: absent), how it
+    changed from a to b, and ``delta`` = b - a when both values are numbers."""
+
+    key: str
+    a: AnnotationValue
+    b: AnnotationValue
+    change: Literal["added", "removed", "changed", "same"]
+    delta: int | float | None
+
+
+class InputRef(_Reply):
+    """An input instance."""
+
+    asset: str
+    branch: str
+    instance: str
+
+
+class InputsDiff(_Reply):
+    """Lineage differences: inputs only in a, only in b, and in both."""
+
+    only_a: list[InputRef]
+    only_b: list[InputRef]
+    common: list[InputRef]
+
+
+class Comparison(_Reply):
+    """The ``compare`` result."""
+
+    asset: str
+    branch: str
+    a: CompareSide
+    b: CompareSide
+    annotations: list[FieldChange]
+    tags: list[FieldChange]
+    inputs: InputsDiff
+
+
 class DecisionRow(_Reply):
     """One row of the decision log."""
 
@@ -147,6 +198,7 @@ REPLIES: dict[str, type[BaseModel]] = {
     "assets": AssetList,
     "instances": InstancesPage,
     "lineage": LineageGraph,
+    "compare": Comparison,
     "decisions": DecisionList,
     "timeline": Timeline,
     "event": EventOutcome,
