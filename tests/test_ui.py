@@ -143,7 +143,9 @@ async def test_every_page_loads_without_console_errors(ui: Daemon, page: Page) -
         "data-version", "2")
     await expect(page.locator("#alias-timeline")).to_contain_text("@champion")
     await expect(page.locator("#decisions")).to_contain_text("promoted")
-    await expect(page.locator("#decisions")).to_contain_text("champion_value")
+    await expect(page.locator("#decisions")).to_contain_text("champion_value=0.8")
+    await expect(page.locator("#decisions .gate.passed").first).to_contain_text(
+        "f1_score ≥ 0.5: 0.85 passed")
     await _shot(page, "asset")
     await page.click("#nav-dlq")
     await expect(page.locator("#dlq tbody tr")).to_have_count(1)
@@ -163,13 +165,13 @@ async def test_lineage_graph_shows_the_nodes_and_clicks_through(ui: Daemon, page
         "nodes => nodes.map(n => n.dataset.id).sort()")
     assert ids == ["consumer:scorer", "fraud_model@main:v1", "fraud_model@main:v2",
                    "fraud_model@main:v3", "fraud_model@user.alice:v1", "transactions@main:v1"]
+    await _shot(page, "lineage")
     await page.goto(_url(ui, "#/lineage?project=fraud&branch=main&asset=fraud_model"
                              "&instance=v2"))
     graph = page.locator("#lineage-graph")
     await expect(graph.locator('.node[data-id="consumer:scorer"]')).to_be_visible()
     await expect(graph.locator('.node[data-id="transactions@main:v1"]')).to_be_visible()
     await expect(graph.locator(".node.root")).to_have_attribute("data-id", "fraud_model@main:v2")
-    await _shot(page, "lineage")
     await page.goto(_url(ui, "#/lineage?project=fraud&branch=main&asset=transactions"
                              "&instance=v1"))
     await page.locator('#lineage-graph .node[data-id="fraud_model@user.alice:v1"]').click()

@@ -1,7 +1,7 @@
 // assetd's web UI: hash routes #/assets, #/asset, #/lineage, #/dlq with ?project=&branch=…
 import { get, q, stream } from "./api.js";
 import { metricSvg } from "./chart.js";
-import { clear, h, pairs, show, table, when } from "./dom.js";
+import { clear, h, num, pairs, show, table, when } from "./dom.js";
 import { lineageSvg } from "./graph.js";
 
 const view = document.getElementById("view");
@@ -191,7 +191,7 @@ function diffRows(a, b) {
   const add = (field, x, y) => {
     const same = show(x) === show(y);
     let delta = "";
-    if (typeof x === "number" && typeof y === "number" && !same) delta = ` (${y - x > 0 ? "+" : ""}${+(y - x).toPrecision(6)})`;
+    if (typeof x === "number" && typeof y === "number" && !same) delta = ` (${y - x > 0 ? "+" : ""}${num(y - x)})`;
     rows.push(h("tr", { class: same ? "same" : "differs", "data-field": field },
       h("td", {}, field), h("td", {}, show(x)), h("td", {}, show(y) + delta)));
   };
@@ -238,6 +238,19 @@ function chartSection(asset, items, holder, alias) {
     metrics.length ? h("label", {}, "annotation ", pick) : h("p", { class: "muted" }, "No numeric annotations."), box);
 }
 
+const OPS = { min: "≥", max: "≤" };
+const HIDDEN = new Set(["rules_sha256", "rules_path", "gates", "results"]);
+
+// The values a decision compared: its gates one per line, the rest as key=value.
+function decisionValues(inputs) {
+  const gates = inputs.gates || inputs.results || [];
+  const rest = Object.fromEntries(Object.entries(inputs).filter(([k]) => !HIDDEN.has(k)));
+  return h("div", { class: "values", title: inputs.rules_path ? `rules ${inputs.rules_path}` : null },
+    Array.isArray(gates) ? gates.map((g) => h("div", { class: g.passed ? "gate passed" : "gate failed" },
+      `${g.metric} ${OPS[g.op] || g.op} ${show(g.threshold)}: ${show(g.value)} ${g.passed ? "passed" : "failed"}`)) : null,
+    pairs(rest));
+}
+
 async function assetView(params) {
   const asset = params.get("asset");
   if (!asset) return [h("p", {}, "No asset chosen.")];
@@ -279,7 +292,7 @@ async function assetView(params) {
       : h("p", { class: "muted" }, "No alias has been held.")),
     section("Decision log", decisions.length ? table("decisions", ["when", "instance", "outcome", "rule", "values compared"],
       decisions.map((d) => h("tr", { class: `outcome-${d.outcome}` }, h("td", {}, when(d.created_at)), h("td", {}, d.instance || "—"),
-        h("td", {}, d.outcome), h("td", {}, d.rule || "—"), h("td", {}, pairs(d.inputs)))))
+        h("td", {}, d.outcome), h("td", {}, d.rule || "—"), h("td", {}, decisionValues(d.inputs)))))
       : h("p", { class: "muted" }, "No decisions yet.")),
   ];
 }
@@ -289,8 +302,10 @@ async function lineageView(params) {
   const instance = params.get("instance") || "latest";
   const depth = params.get("depth") || "3";
   state.refresh = (ev) => ev.type === "instance_created";
+  const names = (await q(state.project, "assets", { branch: state.branch })).map((a) => a.asset);
   const form = h("form", { id: "lineage-form", class: "filters" },
-    h("label", {}, "asset ", h("input", { id: "l-asset", name: "asset", value: asset || "" })),
+    h("label", {}, "asset ", h("input", { id: "l-asset", name: "asset", value: asset || "", list: "asset-names" })),
+    h("datalist", { id: "asset-names" }, names.map((n) => h("option", { value: n }))),
     h("label", {}, "instance ", h("input", { id: "l-instance", name: "instance", value: instance, size: 10 })),
     h("label", {}, "depth ", h("input", { id: "l-depth", name: "depth", type: "number", min: 1, max: 50, value: depth })),
     h("button", { type: "submit" }, "Show"));

@@ -30,16 +30,21 @@ export function clear(el) {
   return el;
 }
 
+export function num(value) {
+  return Number.isInteger(value) ? String(value) : String(Number(value.toPrecision(10)));
+}
+
 export function show(value) {
   if (value === null || value === undefined) return "—";
   if (typeof value === "string") return value;
+  if (typeof value === "number") return num(value);
   return JSON.stringify(value);
 }
 
 export function when(iso) {
   if (!iso) return "—";
   const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? String(iso) : d.toISOString().replace(".000Z", "Z");
+  return Number.isNaN(d.getTime()) ? String(iso) : d.toISOString().replace("T", " ");
 }
 
 export function table(id, headers, rows) {
