@@ -88,7 +88,10 @@ branchPick.addEventListener("change", () => {
 
 function connect() {
   if (state.source) state.source.close();
+  let lost = false;
   state.source = stream(state.project, onEvent, (up) => {
+    if (up && lost) render(true); // what the stream missed meanwhile: read the view again
+    lost = !up;
     liveBadge.textContent = up ? "live" : "offline";
     liveBadge.className = up ? "live on" : "live off";
   });
