@@ -11,49 +11,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import nats
 import orjson
+from _common import machine, running_daemon, wait_ready
 
 from assetd.schemas import wire
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _quiet(exc: Exception) -> None:
-    """The daemon is still starting: connection errors are expected, not news."""
-
-
-async def wait_ready(url: str, timeout: float = 30) -> nats.NATS:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            nc = await nats.connect(url, connect_timeout=1, max_reconnect_attempts=0,
-                                    error_cb=_quiet)
-            reply = await nc.request("assetd.api.status", b"", timeout=1)
-            if orjson.loads(reply.data)["ok"]:
-                return nc
-            await nc.close()
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(0.2)
 
 
 async def run(n: int, assets: int, window: int, url: str, rate: float) -> dict[str, float]:
@@ -124,27 +90,9 @@ def main() -> None:
     p.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = p.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="assetd-bench-"))
-    port = free_port()
-    env = {**os.environ, "ASSETD_DATA_DIR": str(tmp / ".assetd"), "ASSETD_HTTP_PORT": "0",
-           "ASSETD_EMBEDDED_NATS_PORT": str(port), "ASSETD_LOG_LEVEL": "WARNING"}
-    env.pop("ASSETD_NATS_URL", None)
-    env.pop("ASSETD_DB_URL", None)
-    assetd = Path(sys.executable).parent / "assetd"
-    log = open(tmp / "assetd.log", "wb")  # noqa: SIM115
-    daemon = subprocess.Popen([str(assetd), "run"], env=env, cwd=tmp, stdout=log,
-                              stderr=subprocess.STDOUT)
-    try:
-        result = asyncio.run(run(args.n, args.assets, args.window, f"nats://127.0.0.1:{port}",
-                                 args.rate))
-    finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(60)
-        log.close()
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-    print(f"machine: {platform.machine()} {os.cpu_count()} cpu, {platform.python_version()}, "
-          f"{platform.platform()}")
+    with running_daemon(keep=args.keep) as url:
+        result = asyncio.run(run(args.n, args.assets, args.window, url, args.rate))
+    print(machine())
     pace = f"paced at {args.rate:,.0f}/s" if args.rate else "published as fast as possible"
     print(f"registrations: {result['n']} over {args.assets} assets, {pace} "
           "(SQLite, embedded NATS)")

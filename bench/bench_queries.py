@@ -1,0 +1,215 @@
+"""Query benchmark: resolve, assets and lineage against a registry filled through the real
+apply path, at 10k and then 1M instances (10 assets), with a raw NATS reference.
+
+Starts ``assetd run`` as a subprocess on embedded NATS (SQLite in a temp dir, or a fresh
+PostgreSQL database with ``--db postgres``), fills the registry by publishing registrations
+(bench/_fill.py), and measures from this process:
+
+- reference: raw NATS request-reply round trips against a trivial responder (a separate
+  Python process, like the daemon), so figures compare across machines;
+- ``resolve latest`` throughput, p50 and p99 at ``--callers`` concurrent callers;
+- ``assets`` latency (one caller);
+- ``resolve`` p50/p99 at the same concurrency while deep ``lineage`` queries run back to back.
+
+    .venv/bin/python bench/bench_queries.py --db sqlite --instances 10000,1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+from _common import machine, running_daemon, wait_ready
+from _fill import PROJECT, chain_events, fill, publish, wait_count
+
+from assetd.schemas import wire
+
+ECHO = """
+import asyncio, sys, nats
+async def main():
+    while True:
+        try:
+            nc = await nats.connect(sys.argv[1], connect_timeout=1)
+            break
+        except Exception:
+            await asyncio.sleep(0.2)
+    async def cb(msg): await msg.respond(b'{"ok":true,"result":{}}')
+    await nc.subscribe("bench.echo", cb=cb)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+LEVELS, WIDTH = 20, 200  # the lineage graph: 4,001 instances, a walk 20 levels deep
+
+
+def pct(lat: list[float], q: float) -> float:
+    """The q-quantile of ``lat`` (seconds) in milliseconds."""
+    s = sorted(lat)
+    return 1000 * s[min(len(s) - 1, int(len(s) * q))]
+
+
+async def callers(nc: Any, subject: str, bodies: list[bytes], n: int,
+                  seconds: float) -> tuple[float, list[float]]:
+    """``n`` callers, each sending requests one after another for ``seconds``: (req/s, each
+    request's latency)."""
+    lat: list[float] = []
+    end = time.perf_counter() + seconds
+
+    async def caller(k: int) -> None:
+        i = k
+        while time.perf_counter() < end:
+            t = time.perf_counter()
+            reply = await nc.request(subject, bodies[i % len(bodies)], timeout=30)
+            lat.append(time.perf_counter() - t)
+            assert reply.data.startswith(b'{"ok":true'), reply.data[:200]
+            i += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(caller(k) for k in range(n)))
+    return len(lat) / (time.perf_counter() - t0), lat
+
+
+def api(method: str) -> str:
+    return wire.api_subject("assetd", PROJECT, method)
+
+
+RESOLVE = [orjson.dumps({"asset": f"model_{a}", "instance": "latest"}) for a in range(10)]
+LINEAGE = orjson.dumps({"asset": "lin_0", "instance": "v1", "direction": "downstream",
+                        "depth": 50})
+
+
+async def during_lineage(nc: Any, n: int, seconds: float) -> dict[str, float]:
+    """Resolve at ``n`` callers while one caller runs deep lineage queries back to back."""
+    stop, took = False, []
+
+    async def walker() -> None:
+        while not stop:
+            t = time.perf_counter()
+            await nc.request(api("lineage"), LINEAGE, timeout=60)
+            took.append(time.perf_counter() - t)
+
+    task = asyncio.create_task(walker())
+    await asyncio.sleep(0.2)
+    rps, lat = await callers(nc, api("resolve"), RESOLVE, n, seconds)
+    stop = True
+    await task
+    return {"rps": rps, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99),
+            "lineage_ms": 1000 * sum(took) / len(took), "lineage_n": len(took)}
+
+
+async def measure(nc: Any, n: int, seconds: float) -> dict[str, Any]:
+    """Every figure at the registry's current size."""
+    out: dict[str, Any] = {}
+    rps, lat = await callers(nc, "bench.echo", [b"{}"], n, seconds)
+    out["echo"] = {"rps": rps, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99)}
+    rps, lat = await callers(nc, api("resolve"), RESOLVE, n, seconds)
+    out["resolve"] = {"rps": rps, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99)}
+    rps, lat = await callers(nc, api("resolve"), RESOLVE, 1, seconds / 2)
+    out["resolve1"] = {"rps": rps, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99)}
+    _, lat = await callers(nc, api("assets"), [b"{}"], 1, seconds / 2)
+    out["assets"] = {"n": len(lat), "p50": pct(lat, 0.5), "p99": pct(lat, 0.99)}
+    out["lineage"] = await during_lineage(nc, n, seconds)
+    return out
+
+
+def report(size: int, fill_s: float, fill_rate: float, m: dict[str, Any]) -> None:
+    e, r, r1, a, lg = m["echo"], m["resolve"], m["resolve1"], m["assets"], m["lineage"]
+    print(f"\n== {size:,} instances (filled in {fill_s:.0f} s, {fill_rate:,.0f} "
+          "registrations/s through the daemon)", flush=True)
+    print(f"reference, raw NATS echo: {e['rps']:,.0f} req/s  p50 {e['p50']:.2f} ms  "
+          f"p99 {e['p99']:.2f} ms")
+    print(f"resolve latest:           {r['rps']:,.0f} req/s  p50 {r['p50']:.2f} ms  "
+          f"p99 {r['p99']:.2f} ms")
+    print(f"resolve, 1 caller:        {r1['rps']:,.0f} req/s  p50 {r1['p50']:.2f} ms  "
+          f"p99 {r1['p99']:.2f} ms")
+    print(f"assets, 1 caller:         p50 {a['p50']:.2f} ms  p99 {a['p99']:.2f} ms "
+          f"({a['n']} calls)")
+    print(f"resolve during lineage:   {lg['rps']:,.0f} req/s  p50 {lg['p50']:.2f} ms  "
+          f"p99 {lg['p99']:.2f} ms  (lineage of {LEVELS * WIDTH + 1:,} nodes, depth "
+          f"{LEVELS}: {lg['lineage_ms']:.0f} ms each, {lg['lineage_n']} runs)", flush=True)
+
+
+async def run(url: str, sizes: list[int], callers_n: int, seconds: float,
+              window: int) -> list[dict[str, Any]]:
+    nc = await wait_ready(url, inbox_prefix=f"_INBOX.{PROJECT}")
+    js = nc.jetstream()
+    try:
+        base = await publish(js, chain_events(LEVELS, WIDTH), window)
+        await wait_count(nc, base, "lineage graph")
+        done, results = 0, []
+        for size in sizes:
+            took, rate = await fill(nc, js, start=done, stop=size, assets=10, base=base,
+                                    window=window)
+            done = size
+            m = await measure(nc, callers_n, seconds)
+            report(size, took, rate, m)
+            results.append({"instances": size, "fill_s": took, **m})
+        return results
+    finally:
+        await nc.close()
+
+
+@contextlib.contextmanager
+def echo_responder(url: str) -> Iterator[None]:
+    """The reference: a trivial responder on ``bench.echo``, a Python process of its own."""
+    echo = subprocess.Popen([sys.executable, "-c", ECHO, url], stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        echo.terminate()
+        echo.wait()
+
+
+@contextlib.contextmanager
+def database(kind: str, admin: str) -> Iterator[str | None]:
+    """None (the daemon's SQLite) or a fresh PostgreSQL database, dropped afterwards."""
+    if kind == "sqlite":
+        yield None
+        return
+    from sqlalchemy import create_engine, text
+
+    name = f"assetd_bench_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{admin.rpartition('/')[0]}/{name}"
+    finally:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    p.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+                   help="a PostgreSQL server to create the benchmark's database on")
+    p.add_argument("--instances", default="10000,1000000",
+                   help="registry sizes to measure at, ascending, comma-separated")
+    p.add_argument("--callers", type=int, default=50, help="concurrent callers")
+    p.add_argument("--seconds", type=float, default=10, help="per measurement")
+    p.add_argument("--window", type=int, default=2000, help="unacked publishes in flight")
+    args = p.parse_args()
+    sizes = [int(s) for s in args.instances.split(",")]
+    print(machine(), flush=True)
+    print(f"database: {args.db}; {args.callers} callers, {args.seconds:g} s per figure",
+          flush=True)
+    with (database(args.db, args.pg_url) as db_url, running_daemon(db_url=db_url) as url,
+          echo_responder(url)):
+        results = asyncio.run(run(url, sizes, args.callers, args.seconds, args.window))
+    if len(results) > 1:
+        first, last = results[0]["resolve"]["p99"], results[-1]["resolve"]["p99"]
+        print(f"\nresolve p99 at {sizes[-1]:,} / at {sizes[0]:,}: {last / first:.2f}x")
+    print(machine())
+
+
+if __name__ == "__main__":
+    main()
