@@ -199,8 +199,9 @@ async def test_a_registration_appears_without_a_reload(ui: Daemon, page: Page) -
 
 
 async def test_instance_filters_and_compare(ui: Daemon, page: Page) -> None:
-    """``where`` and tag filters narrow the instances server-side; compare shows v1 and v2
-    side by side with the differing annotation marked and its difference."""
+    """``where`` and tag filters narrow the instances server-side; compare (the ``compare``
+    query) shows v1 and v2 side by side with the differing annotation marked and its delta,
+    and their common input."""
     await _open(page, _url(ui, "#/asset?project=fraud&branch=main&asset=fraud_model"),
                 "#instances")
     await page.fill("#f-where", "f1_score>=0.85")
@@ -222,6 +223,8 @@ async def test_instance_filters_and_compare(ui: Daemon, page: Page) -> None:
     await expect(f1).to_contain_text("+0.1")
     await expect(page.locator('#compare-table tr[data-field="tags.seed"]')).to_have_class(
         re.compile(r"\bsame\b"))
+    await expect(page.locator('#compare-table tr[data-field="inputs (common)"]')).to_contain_text(
+        "transactions@main:v1")
     await _shot(page, "compare")
 
 

@@ -189,36 +189,37 @@ function instancesTable(asset, items, pick) {
         h("a", { href: link("/lineage", { asset, instance: i.instance }) }, "lineage")))));
 }
 
-function diffRows(a, b) {
+// The compare query's answer as rows: field, A, B; differing rows marked.
+function diffRows(c) {
   const rows = [];
-  const add = (field, x, y) => {
-    const same = show(x) === show(y);
-    let delta = "";
-    if (typeof x === "number" && typeof y === "number" && !same) delta = ` (${y - x > 0 ? "+" : ""}${num(y - x)})`;
-    rows.push(h("tr", { class: same ? "same" : "differs", "data-field": field },
-      h("td", {}, field), h("td", {}, show(x)), h("td", {}, show(y) + delta)));
+  const row = (field, x, y, change, delta) => {
+    const same = change ? change === "same" : show(x) === show(y);
+    const d = typeof delta === "number" && delta !== 0 ? ` (${delta > 0 ? "+" : ""}${num(delta)})` : "";
+    rows.push(h("tr", { class: same ? "same" : `differs ${change || ""}`.trim(), "data-field": field },
+      h("td", {}, field, change && change !== "same" && change !== "changed" ? h("span", { class: "muted" }, ` (${change})`) : null),
+      h("td", {}, show(x)), h("td", {}, show(y) + d)));
   };
-  for (const key of ["state", "validity", "producer", "created_at"]) add(key, a[key], b[key]);
-  add("aliases", a.aliases.join(", "), b.aliases.join(", "));
+  for (const key of ["state", "validity", "producer", "created_at"]) row(key, c.a[key], c.b[key]);
+  row("aliases", c.a.aliases.join(", "), c.b.aliases.join(", "));
   for (const group of ["annotations", "tags"]) {
-    const keys = [...new Set([...Object.keys(a[group] || {}), ...Object.keys(b[group] || {})])].sort();
-    for (const k of keys) add(`${group}.${k}`, (a[group] || {})[k], (b[group] || {})[k]);
+    for (const f of c[group]) row(`${group}.${f.key}`, f.a, f.b, f.change, f.delta);
   }
-  const inputs = (i) => (i.inputs || []).map((x) => `${x.asset}@${x.branch || ""}:${x.instance}`).sort().join(", ");
-  add("inputs", inputs(a), inputs(b));
-  add("reference", a.reference, b.reference);
+  const refs = (list) => list.map((i) => `${i.asset}@${i.branch}:${i.instance}`).join(", ") || "—";
+  row("inputs (common)", refs(c.inputs.common), refs(c.inputs.common));
+  if (c.inputs.only_a.length || c.inputs.only_b.length) {
+    row("inputs (only in one)", refs(c.inputs.only_a), refs(c.inputs.only_b), "changed");
+  }
   return rows;
 }
 
 async function compare(asset, va, vb, into) {
   clear(into);
   try {
-    const [a, b] = await Promise.all([va, vb].map((v) => q(state.project, "resolve",
-      { asset, branch: state.branch, instance: v, allow_invalid: true })));
-    const rows = diffRows(a, b);
+    const c = await q(state.project, "compare", { asset, branch: state.branch, a: va, b: vb });
+    const rows = diffRows(c);
     const n = rows.filter((r) => r.classList.contains("differs")).length;
-    into.append(h("p", { id: "compare-summary" }, `${n} difference${n === 1 ? "" : "s"} between ${a.instance} and ${b.instance}`),
-      table("compare-table", ["field", a.instance, b.instance], rows));
+    into.append(h("p", { id: "compare-summary" }, `${n} difference${n === 1 ? "" : "s"} between ${c.a.instance} and ${c.b.instance}`),
+      table("compare-table", ["field", c.a.instance, c.b.instance], rows));
   } catch (err) {
     into.append(failure(err));
   }
