@@ -44,6 +44,8 @@ if not CHROMIUM.exists():
 
 from playwright.async_api import Browser, Page, async_playwright, expect  # noqa: E402
 
+expect.set_options(timeout=15_000)  # a loaded CI machine: the relay, the stream, the render
+
 
 def _settings(nats_server: EmbeddedNats, tmp_path: Path, **kw: Any) -> Settings:
     rules = tmp_path / "rules.yaml"
