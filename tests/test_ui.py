@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from assetd.client import AssetClient
@@ -183,8 +184,9 @@ async def test_lineage_graph_shows_the_nodes_and_clicks_through(ui: Daemon, page
 
 
 async def test_a_registration_appears_without_a_reload(ui: Daemon, page: Page) -> None:
-    """With the assets overview and then an asset's page open, a registration published
-    meanwhile shows up through the event stream; the page is never reloaded."""
+    """With an asset's page and then the overview open, a registration published meanwhile
+    shows up through the event stream, and an ``asset_stale`` marks the asset stale; the
+    page is never reloaded."""
     await _open(page, _url(ui, "#/asset?project=fraud&branch=main&asset=fraud_model"),
                 "#instances")
     await expect(page.locator("#live")).to_have_text("live")
@@ -197,6 +199,14 @@ async def test_a_registration_appears_without_a_reload(ui: Daemon, page: Page) -
         await expect(page.locator("#assets")).to_be_visible()
         await client.register_data("labels")
         await expect(page.locator('#assets tr[data-asset="labels"]')).to_be_visible()
+        stale = {"specversion": "1.0", "id": "stale-1", "source": "assetd",
+                 "type": "asset_stale", "time": "2026-12-01T10:00:00Z",
+                 "subject": "transactions", "project": "fraud", "branch": "main",
+                 "data": {"last_instance": "v1", "max_age_seconds": 60}}
+        await client.nc.publish("assetd.out.fraud.main.transactions.asset_stale",
+                                orjson.dumps(stale))
+        await expect(page.locator('#assets tr[data-asset="transactions"] .stale')).to_have_text(
+            "stale since 2026-12-01 10:00:00.000Z")
     assert await page.evaluate("window.__same_page") is True
 
 
