@@ -6,7 +6,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select
+from sqlalchemy import Connection, Select, and_, bindparam, or_, select
 
 from assetd.errors import InvalidError, NotFoundError
 from assetd.registry import repo
@@ -29,24 +29,31 @@ MAX_LINEAGE_NODES = 10_000
 MAX_LINEAGE_EDGES = 50_000
 
 
+def _view_queries() -> tuple[Select[Any], Select[Any]]:
+    """The input and alias lookups of :func:`instance_view`, built once (see repo.resolve)."""
+    up = INSTANCE.alias("up")
+    ids: Any = bindparam("ids", expanding=True)
+    inputs = (
+        select(EDGE.c.downstream_id, up.c.asset, up.c.branch, up.c.version)
+        .join(up, up.c.id == EDGE.c.upstream_id)
+        .where(EDGE.c.relation == "input", EDGE.c.downstream_id.in_(ids))
+        .order_by(EDGE.c.id)
+    )
+    return inputs, select(ALIAS.c.instance_id, ALIAS.c.alias).where(ALIAS.c.instance_id.in_(ids))
+
+
+_INPUTS, _ALIASES = _view_queries()
+
+
 def instance_view(conn: Connection, rows: list[Any]) -> list[dict[str, Any]]:
     """Instances as in ``instance_created`` plus ``validity``, ``created_at`` and ``aliases``."""
     ids = [r.id for r in rows]
     inputs: dict[int, list[dict[str, str]]] = defaultdict(list)
     aliases: dict[int, list[str]] = defaultdict(list)
     if ids:
-        up = INSTANCE.alias("up")
-        q = (
-            select(EDGE.c.downstream_id, up.c.asset, up.c.branch, up.c.version)
-            .join(up, up.c.id == EDGE.c.upstream_id)
-            .where(EDGE.c.relation == "input", EDGE.c.downstream_id.in_(ids))
-            .order_by(EDGE.c.id)
-        )
-        for d_id, asset, branch, version in conn.execute(q):
+        for d_id, asset, branch, version in conn.execute(_INPUTS, {"ids": ids}):
             inputs[d_id].append({"asset": asset, "branch": branch, "instance": f"v{version}"})
-        for i_id, name in conn.execute(
-            select(ALIAS.c.instance_id, ALIAS.c.alias).where(ALIAS.c.instance_id.in_(ids))
-        ):
+        for i_id, name in conn.execute(_ALIASES, {"ids": ids}):
             aliases[i_id].append(name)
     return [
         {
