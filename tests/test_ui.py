@@ -28,6 +28,7 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 SHOTS = os.environ.get("ASSETD_SCREENSHOTS")
 TOKEN = "ui-secret"
+XSS = '<img src=x onerror="window.__xss=1">'  # shown as text, never parsed as markup
 RULES = """version: 1
 rules:
   - asset: fraud_model
@@ -63,7 +64,7 @@ async def _fill(daemon: Daemon) -> None:
         await client.register_data("transactions", annotations={"rows": 1204332},
                                    tags={"source": "warehouse"})
         for f1, seed in ((0.80, "0"), (0.90, "0"), (0.85, "1")):
-            await client.register_model("fraud_model", annotations={"f1_score": f1},
+            await client.register_model("fraud_model", annotations={"f1_score": f1, "note": XSS},
                                         tags={"seed": seed}, inputs=["transactions@v1"])
         await client.consume("fraud_model", "@champion", consumer={"name": "scorer"})
         await client.register_model("fraud_model", branch="user.alice",
@@ -129,8 +130,9 @@ async def _shot(page: Page, name: str) -> None:
 
 
 async def test_every_page_loads_without_console_errors(ui: Daemon, page: Page) -> None:
-    """Assets, an asset's page (instances, compare, chart, alias timeline, decisions),
-    lineage and dead letters render their content, and the browser logs no error."""
+    """Assets, an asset's page (instances, chart with the champion and its predecessor,
+    alias timeline, decisions) and dead letters render their content, markup in data stays
+    text, and the browser logs no error."""
     await _open(page, _url(ui), "#assets")
     rows = page.locator("#assets tbody tr")
     await expect(rows).to_have_count(2)
@@ -144,6 +146,11 @@ async def test_every_page_loads_without_console_errors(ui: Daemon, page: Page) -
     await expect(page.locator("#metric-chart .point")).to_have_count(3)
     await expect(page.locator("#metric-chart .point.champion")).to_have_attribute(
         "data-version", "2")
+    await expect(page.locator("#metric-chart .point.former")).to_have_attribute(
+        "data-version", "1")
+    await expect(page.locator('#instances tr[data-version="v1"]')).to_contain_text(XSS)
+    assert await page.locator("#instances img").count() == 0
+    assert await page.evaluate("window.__xss") is None
     await expect(page.locator("#alias-timeline")).to_contain_text("@champion")
     await expect(page.locator("#decisions")).to_contain_text("promoted")
     await expect(page.locator("#decisions")).to_contain_text("champion_value=0.8")

@@ -83,7 +83,7 @@ async function compare(asset, va, vb, into) {
   }
 }
 
-function chartSection(asset, items, holder, alias) {
+function chartSection(asset, items, holder, alias, formerly) {
   const numeric = new Set();
   for (const i of items) for (const [k, v] of Object.entries(i.annotations)) if (typeof v === "number") numeric.add(k);
   const metrics = [...numeric].sort();
@@ -91,7 +91,7 @@ function chartSection(asset, items, holder, alias) {
   const draw = (metric) => {
     const points = items.filter((i) => typeof i.annotations[metric] === "number")
       .map((i) => ({ version: i.version, value: i.annotations[metric] })).sort((x, y) => x.version - y.version);
-    box.replaceChildren(metricSvg(points, metric, holder, alias));
+    box.replaceChildren(metricSvg(points, metric, holder, alias, formerly));
   };
   const pick = h("select", { id: "metric" }, metrics.map((m) => h("option", { value: m }, m)));
   pick.addEventListener("change", () => draw(pick.value));
@@ -132,7 +132,8 @@ export async function assetView(params) {
   const alias = "champion" in holders ? "champion" : Object.keys(holders)[0] || "champion";
   const compareBox = h("div", { id: "compare" });
   const va = h("input", { id: "compare-a", size: 8, value: recent.items[1] ? recent.items[1].instance : "" });
-  const vb = h("input", { id: "compare-b", size: 8, value: recent.items[0] ? recent.items[0].instance : "" });
+  const vb = h("input", { id: "compare-b", size: 8,
+    value: params.get("instance") || (recent.items[0] ? recent.items[0].instance : "") });
   const pick = (which, v) => { (which === "a" ? va : vb).value = v; compare(asset, va.value, vb.value, compareBox); };
   const form = h("form", { id: "compare-form", class: "filters" }, h("label", {}, "A ", va), h("label", {}, "B ", vb),
     h("button", { type: "submit", id: "compare-go" }, "Compare"));
@@ -147,7 +148,8 @@ export async function assetView(params) {
       page.items.length ? instancesTable(asset, page.items, pick) : h("p", { id: "no-instances", class: "muted" },
         page.next ? "None in this window; look further." : "No instance matches."), pager),
     section("Compare two versions", form, compareBox),
-    chartSection(asset, recent.items, holders[alias], alias),
+    chartSection(asset, recent.items, holders[alias], alias,
+      new Set(timeline.aliases.filter((a) => a.alias === alias).map((a) => a.instance))),
     section("Alias timeline", timeline.aliases.length ? table("alias-timeline", ["alias", "instance", "from", "to"],
       [...timeline.aliases].reverse().map((a) => h("tr", {}, h("td", {}, `@${a.alias}`), h("td", {}, a.instance),
         h("td", {}, when(a.held_from)), h("td", {}, a.held_to ? when(a.held_to) : "now"))))

@@ -1,9 +1,10 @@
-// A numeric annotation across versions as inline SVG, the current alias holder marked.
+// A numeric annotation across versions as inline SVG: the current alias holder marked, its
+// former holders ringed.
 import { s } from "./dom.js";
 
 const W = 720, H = 260, L = 60, R = 20, T = 20, B = 40;
 
-export function metricSvg(points, metric, champion, alias) {
+export function metricSvg(points, metric, champion, alias, formerly = new Set()) {
   // points: [{version, value}] ascending by version
   const svg = s("svg", { id: "metric-chart", class: "chart", width: W, height: H,
     viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `${metric} across versions` });
@@ -28,9 +29,11 @@ export function metricSvg(points, metric, champion, alias) {
     s("polyline", { class: "series", points: points.map((p) => `${x(p.version)},${y(p.value)}`).join(" ") }));
   for (const p of points) {
     const held = `v${p.version}` === champion;
-    svg.append(s("circle", { cx: x(p.version), cy: y(p.value), r: held ? 7 : 4,
-      class: held ? "point champion" : "point", "data-version": p.version },
-    s("title", {}, `v${p.version}: ${metric} = ${p.value}${held ? ` (@${alias})` : ""}`)));
+    const former = !held && formerly.has(`v${p.version}`);
+    const note = held ? ` (@${alias})` : former ? ` (held @${alias} before)` : "";
+    svg.append(s("circle", { cx: x(p.version), cy: y(p.value), r: held ? 7 : former ? 5.5 : 4,
+      class: held ? "point champion" : former ? "point former" : "point", "data-version": p.version },
+    s("title", {}, `v${p.version}: ${metric} = ${p.value}${note}`)));
     if (held) {
       svg.append(s("text", { x: x(p.version), y: y(p.value) - 12, class: "champion-label",
         "text-anchor": "middle" }, `@${alias} v${p.version}`));
