@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import subprocess
 import sys
 import time
@@ -198,6 +199,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10, help="per measurement")
     p.add_argument("--window", type=int, default=2000, help="unacked publishes in flight")
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up on kill, too
     sizes = [int(s) for s in args.instances.split(",")]
     print(machine(), flush=True)
     print(f"database: {args.db}; {args.callers} callers, {args.seconds:g} s per figure",
