@@ -168,3 +168,24 @@ async def test_the_token_guards_them_and_the_stream_takes_it_as_a_parameter(
             assert r.status == 200 and (await anext(_events(r)))[0] == "ready"
         async with http.get(f"{_root(daemon)}/") as r:
             assert r.status == 200
+
+
+async def test_projects_and_branches_on_either_registry(nc: Any, nats_server: EmbeddedNats,
+                                                        tmp_path: Path, db_url: str,
+                                                        http: aiohttp.ClientSession) -> None:
+    """The pickers' skip scans answer alike on SQLite and PostgreSQL: each name once, in
+    name order, whatever the number of instances per branch."""
+    settings = daemon_settings(nats_server.url, db_url, tmp_path).model_copy(
+        update={"http_port": free_port()})
+    async with running_daemon(settings) as daemon:
+        for project, branches in (("fraud", ("main", "user.alice", "main", "release.2")),
+                                  ("ads", ("main",))):
+            async with AssetClient(project, settings=daemon.settings, timeout=15) as client:
+                for branch in branches:
+                    for asset in ("a", "b"):
+                        await client.register_data(asset, branch=branch, wait=True)
+        api = f"{_root(daemon)}/api/v1"
+        async with http.get(f"{api}/projects") as r:
+            assert (await r.json())["result"] == ["ads", "fraud"]
+        async with http.get(f"{api}/fraud/branches") as r:
+            assert (await r.json())["result"] == ["main", "release.2", "user.alice"]
