@@ -102,13 +102,16 @@ def console_errors() -> list[str]:
 
 @pytest.fixture
 async def page(browser: Browser, console_errors: list[str]) -> AsyncIterator[Page]:
-    """A fresh page; at the end, no console error and no uncaught exception happened."""
+    """A fresh page; at the end, no console error, no uncaught exception and no request
+    anywhere but the daemon happened."""
     context = await browser.new_context(viewport={"width": 1400, "height": 900})
     p = await context.new_page()
     errors = console_errors
     p.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error"
          else None)
     p.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    p.on("request", lambda r: None if r.url.startswith(("http://127.0.0.1:", "data:"))
+         else errors.append(f"request beyond the daemon: {r.url}"))
     yield p
     await context.close()
     assert errors == []
