@@ -12,7 +12,7 @@ from assetd.schemas.replies import REPLIES
 
 
 async def test_every_method_reply_matches_its_model(daemon: Daemon, tmp_path: Any) -> None:
-    """resolve, assets, instances, lineage, compare, decisions, timeline, event and events_stream."""
+    """Each query method's real reply validates against its reply model."""
     rules = tmp_path / "rules.yaml"
     rules.write_text("version: 1\nrules:\n  - asset: m\n    promote: {metric: f1}\n")
     daemon.rules.path = rules

@@ -35,7 +35,7 @@ definitions_app = typer.Typer(help="Asset definitions from asset_config.toml fil
                               no_args_is_help=True)
 app.add_typer(definitions_app, name="definitions")
 
-CONNECT_TIMEOUT = 1.0  # with Python's start (~0.5–0.8 s), unreachable NATS is reported within 2 s
+CONNECT_TIMEOUT = 1.0  # with Python's start (0.5 to 0.8 s), unreachable NATS is reported within 2 s
 EXIT_NO_OUTCOME = 3
 EventId = Annotated[str | None, typer.Option(
     "--event-id", help="the event's id: re-running with the same id is safe (applied once; "
