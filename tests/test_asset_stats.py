@@ -114,3 +114,38 @@ def test_migration_fills_counters_from_existing_instances(db_url: str) -> None:
             assert conn.execute(text("SELECT count(*) FROM asset_stats")).scalar() == 2
     finally:
         engine.dispose()
+
+
+def _plan(conn: Any, stmt: Any, params: dict[str, Any]) -> str:
+    compiled = stmt.compile(dialect=conn.dialect)
+    values = compiled.construct_params(params)
+    args = tuple(values[k] for k in compiled.positiontup) if compiled.positional else values
+    if conn.dialect.name == "sqlite":
+        rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", args)
+        return "\n".join(r[-1] for r in rows)
+    conn.exec_driver_sql("SET enable_seqscan = off")  # an empty table: is an index usable?
+    return "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {compiled}", args))
+
+
+def test_resolve_and_instances_are_bound_by_the_version_index(db_url: str) -> None:
+    """``resolve latest``, ``resolve vN`` and a page of ``instances`` read the unique
+    (project, branch, asset, version) index, in its order: no scan, no sort."""
+    from assetd.registry import repo
+
+    upgrade(db_url)
+    engine = make_engine(db_url, writer=False)
+    key = {"k_project": "p", "k_branch": "main", "k_asset": "a"}
+    page = (select(INSTANCE).where(INSTANCE.c.project == "p", INSTANCE.c.branch == "main",
+                                   INSTANCE.c.asset == "a", INSTANCE.c.version < 100)
+            .order_by(INSTANCE.c.version.desc()).limit(51))
+    try:
+        with engine.connect() as conn:
+            for stmt, params in [(repo._RESOLVE["latest"], {**key, "k_arg": 0}),
+                                 (repo._RESOLVE["version"], {**key, "k_arg": 3}),
+                                 (page, {})]:
+                plan = _plan(conn, stmt, params)
+                assert "SCAN instance" not in plan and "Seq Scan" not in plan, plan
+                assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
+                assert "sqlite_autoindex_instance_1" in plan or "uq_instance_version" in plan
+    finally:
+        engine.dispose()
