@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, and_, select
 
 from assetd.handlers.rules_step import _log
 from assetd.handlers.tx import InstanceRef, Tx
 from assetd.registry import repo
-from assetd.registry.tables import DECISION, INSTANCE
+from assetd.registry.tables import DECISION, INSTANCE, STATS
 from assetd.rules.engine import is_stale
 from assetd.rules.loader import LoadedRules
 from assetd.schemas.envelope import iso
@@ -54,15 +54,12 @@ def check_freshness(engine: Engine, *, rules: LoadedRules | None, prefix: str) -
 
 
 def _latest_ready(tx: Tx) -> list[Any]:
-    ok = and_(INSTANCE.c.state == "ready", INSTANCE.c.validity != "invalidated")
-    top = (select(INSTANCE.c.project, INSTANCE.c.branch, INSTANCE.c.asset,
-                  func.max(INSTANCE.c.version).label("v"))
-           .where(ok).group_by(INSTANCE.c.project, INSTANCE.c.branch, INSTANCE.c.asset)
-           .subquery())
-    q = select(INSTANCE).join(top, and_(INSTANCE.c.project == top.c.project,
-                                        INSTANCE.c.branch == top.c.branch,
-                                        INSTANCE.c.asset == top.c.asset,
-                                        INSTANCE.c.version == top.c.v))
+    """The latest ready, not invalidated instance of every (project, branch, asset): one
+    row per asset through the maintained counters, not a scan of every instance."""
+    q = select(INSTANCE).join(STATS, and_(INSTANCE.c.project == STATS.c.project,
+                                          INSTANCE.c.branch == STATS.c.branch,
+                                          INSTANCE.c.asset == STATS.c.asset,
+                                          INSTANCE.c.version == STATS.c.latest))
     return list(tx.conn.execute(q))
 
 
