@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     max_lineage_edges: int = Field(default=50_000, ge=1)
     batch_size: int = Field(default=500, ge=1, le=10000)
     fetch_timeout: float = Field(default=2.0, gt=0, description="idle long-poll")
+    trace_stages: bool = Field(default=False, description="log each batch's time per stage")
     max_deliver: int = Field(default=10, ge=1)
     ack_wait: float = Field(default=30.0, gt=0)
     nak_delay: float = Field(default=1.0, ge=0)

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import shutil
 import signal
 import statistics
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -134,6 +137,40 @@ async def run(n: int, assets: int, window: int, url: str, rate: float) -> dict[s
     }
 
 
+BATCH_STAGES = ("queued", "to_thread", "decode", "lock", "apply", "commit", "ack")
+RELAY_STAGES = ("woken", "read", "publish", "mark")
+
+
+def stage_summary(tmp: Path) -> list[str]:
+    """The daemons' ``ASSETD_TRACE_STAGES`` lines, summed up: per stage, mean, p50, p99 and
+    the share of the batch's time, for the inbound batches and the relay's."""
+    lines: dict[str, list[dict[str, Any]]] = {"batch stages": [], "relay stages": []}
+    for log in sorted(tmp.glob("replica-*/assetd.log")):
+        for line in log.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                rec = orjson.loads(line)
+                if isinstance(rec, dict) and rec.get("event") in lines:
+                    lines[rec["event"]].append(rec)
+    out = []
+    for event, names in (("batch stages", BATCH_STAGES), ("relay stages", RELAY_STAGES)):
+        recs = lines[event]
+        if not recs:
+            continue
+        sizes = sorted(r["size"] for r in recs)
+        out.append(f"{event}: {len(recs)} batches, size p50 {sizes[len(sizes) // 2]} "
+                   f"max {sizes[-1]}, mean {statistics.fmean(sizes):.0f}")
+        total = sum(r.get(f"{n}_ms") or 0 for r in recs for n in names if n != "queued")
+        for name in names:
+            vals = sorted(float(r[f"{name}_ms"]) for r in recs if r.get(f"{name}_ms") is not None)
+            if not vals:
+                continue
+            share = "" if name == "queued" else f"  {100 * sum(vals) / total:4.1f}% of busy"
+            out.append(f"  {name:<10} mean {statistics.fmean(vals):8.2f} ms  p50 "
+                       f"{vals[len(vals) // 2]:8.2f}  p99 {vals[int(len(vals) * 0.99)]:8.2f}"
+                       f"{share}")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=20_000, help="registrations to publish")
@@ -149,14 +186,18 @@ def main() -> None:
     p.add_argument("--replicas", type=int, default=1, help="daemon processes")
     p.add_argument("--raw-batch", type=int, default=500, help="fetch size of the raw ceiling")
     p.add_argument("--no-raw", action="store_true", help="skip the raw ceiling")
+    p.add_argument("--trace", action="store_true",
+                   help="ASSETD_TRACE_STAGES=1 in the daemons: print where the time went")
     p.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up on kill, too
     n = int(args.rate * args.seconds) if args.rate and args.seconds else args.n
 
     print(machine(), flush=True)
+    env = {"ASSETD_TRACE_STAGES": "1", "ASSETD_LOG_LEVEL": "INFO"} if args.trace else {}
     with (scratch_database(args.db, args.pg_url) as db_url,
-          running_daemons(replicas=args.replicas, db_url=db_url, keep=args.keep) as group):
+          running_daemons(replicas=args.replicas, db_url=db_url, env=env,
+                          keep=args.keep or args.trace) as group):
         result = asyncio.run(run(n, args.assets, args.window, group.url, args.rate))
         rss = [rss_mb(proc.pid) for proc in group.procs]
         raw = None if args.no_raw else asyncio.run(
@@ -176,6 +217,10 @@ def main() -> None:
           f"mean {result['mean_ms']:.1f} ms (publish to instance_created)")
     for i, (now, peak) in enumerate(rss):
         print(f"daemon {i} RSS: {now:,.0f} MiB after the run (peak {peak:,.0f} MiB)")
+    if args.trace:
+        print(*stage_summary(group.tmp), sep="\n")
+        if not args.keep:
+            shutil.rmtree(group.tmp, ignore_errors=True)
     print(machine())
 
 

@@ -78,7 +78,8 @@ class Daemon:
         self.supervisor = Supervisor(metrics=self.metrics)
         self.relay = OutboxRelay(writer=self.writer, reader=self.reader, js=self._js,
                                  supervisor=self.supervisor, connected=self._connected,
-                                 recover=self._ensure_streams, metrics=self.metrics)
+                                 recover=self._ensure_streams, metrics=self.metrics,
+                                 trace=settings.trace_stages)
         self.ingest = Ingest(engine=self.writer, settings=settings, js=self._js,
                              on_committed=self.relay.wake, rules=lambda: self.rules.current,
                              metrics=self.metrics, max_payload=self._max_payload)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from sqlalchemy import Engine
 
 from assetd.daemon.supervisor import NatsUnavailableError, Supervisor
@@ -15,6 +17,7 @@ from assetd.registry import repo
 from assetd.schemas import wire
 
 LOOP = "relay"
+log = structlog.get_logger("assetd.relay")
 
 
 class OutboxRelay:
@@ -27,8 +30,11 @@ class OutboxRelay:
     def __init__(self, *, writer: Engine, reader: Engine, js: Callable[[], Any],
                  supervisor: Supervisor, connected: Callable[[], bool] = lambda: True,
                  recover: Callable[[], Awaitable[None]] | None = None, batch: int = 1000,
-                 publish_timeout: float = 10.0, metrics: Metrics | None = None) -> None:
+                 publish_timeout: float = 10.0, metrics: Metrics | None = None,
+                 trace: bool = False) -> None:
         self.metrics = metrics
+        self.trace = trace  # ASSETD_TRACE_STAGES=1: a log line per published batch
+        self._woken = self._lag = 0.0
         self.writer, self.reader, self.js, self.batch = writer, reader, js, batch
         self.supervisor, self.connected, self.recover = supervisor, connected, recover
         self.publish_timeout = publish_timeout
@@ -39,6 +45,8 @@ class OutboxRelay:
 
     def wake(self) -> None:
         """Tell the relay new rows were committed."""
+        if not self._wake.is_set():
+            self._woken = time.perf_counter()
         self._wake.set()
 
     def start(self) -> None:
@@ -62,14 +70,17 @@ class OutboxRelay:
                 return
             await self._wake.wait()  # after each commit, and the scheduler's outbox sweep
             self._wake.clear()
+            self._lag = time.perf_counter() - self._woken
 
     async def flush(self) -> int:
         """Publish every pending row; return how many were published."""
         total = 0
         while True:
+            t0 = time.perf_counter()
             rows = await asyncio.to_thread(self._pending)
             if not rows:
                 return total
+            t1 = time.perf_counter()
             if not self.connected():  # publishing now would only fill the reconnect buffer
                 raise NatsUnavailableError("NATS connection lost; nats-py is reconnecting")
             js = self.js()
@@ -78,7 +89,16 @@ class OutboxRelay:
                 for _, oid, subject, payload in rows
             ]
             await asyncio.wait_for(asyncio.gather(*futures), self.publish_timeout)
+            t2 = time.perf_counter()
             await asyncio.to_thread(self._mark, [seq for seq, *_ in rows])
+            if self.trace:
+                t3 = time.perf_counter()
+                log.info("relay stages", size=len(rows),
+                         woken_ms=round(1000 * self._lag, 2),
+                         read_ms=round(1000 * (t1 - t0), 2),
+                         publish_ms=round(1000 * (t2 - t1), 2),
+                         mark_ms=round(1000 * (t3 - t2), 2))
+                self._lag = 0.0  # the next rows of this flush did not wait for a wake
             total += len(rows)
             self.published += len(rows)
             if self.metrics is not None:

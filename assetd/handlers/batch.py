@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,11 +61,19 @@ class Received:
 
 
 def apply_batch(engine: Engine, batch: list[Received], *, prefix: str, max_deliver: int,
-                rules: LoadedRules | None = None) -> Counter[str]:
+                rules: LoadedRules | None = None,
+                stages: dict[str, float] | None = None) -> Counter[str]:
     """Apply ``batch`` and set each message's outcome; raise on a database failure (retry all).
 
-    Returns the rule decisions of the committed events, by outcome."""
+    Returns the rule decisions of the committed events, by outcome. ``stages`` (when given)
+    gets the ``perf_counter`` at which the transaction was asked for (``begin``), began
+    (``locked``), its statements were done (``applied``) and its commit returned
+    (``committed``)."""
+    if stages is not None:
+        stages["begin"] = time.perf_counter()
     with engine.begin() as conn:
+        if stages is not None:
+            stages["locked"] = time.perf_counter()  # SQLite: BEGIN IMMEDIATE has the lock
         tx = Tx(conn=conn, now=datetime.now(UTC), prefix=prefix, rules=rules)
         for rec in batch:
             if rec.rejection is None and rec.item is not None:
@@ -75,6 +84,10 @@ def apply_batch(engine: Engine, batch: list[Received], *, prefix: str, max_deliv
                 _queue_rejection(tx, rec)
         tx.flush()
         repo.outcomes_add(conn, rows=rows(batch, now=tx.now))
+        if stages is not None:
+            stages["applied"] = time.perf_counter()
+    if stages is not None:
+        stages["committed"] = time.perf_counter()
     return tx.decisions
 
 

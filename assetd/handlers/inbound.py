@@ -40,14 +40,16 @@ class Ingest:
         self.on_committed = on_committed
         self.counters: Counter[str] = Counter()
         self.limits = limits(settings)
+        self.trace = settings.trace_stages  # ASSETD_TRACE_STAGES=1: a log line per batch
 
     async def handle(self, msgs: list[Any]) -> None:
         """Process one batch of JetStream messages; every message ends acked or nak'd."""
         if not msgs:
             return
         started = time.perf_counter()
+        stages: dict[str, float] | None = {"handed": started} if self.trace else None
         try:
-            batch, decisions = await asyncio.to_thread(self._decode_and_apply, msgs)
+            batch, decisions = await asyncio.to_thread(self._decode_and_apply, msgs, stages)
         except Exception as exc:  # the database (or the code) failed the whole batch
             if isinstance(exc, SQLAlchemyError):
                 log.warning("batch failed; will retry", error=str(exc)[:300], size=len(msgs))
@@ -65,6 +67,27 @@ class Ingest:
             else:
                 await msg.ack()
         self.on_committed()
+        if stages is not None:
+            self._trace(msgs, stages)
+
+    def _trace(self, msgs: list[Any], stages: dict[str, float]) -> None:
+        """One log line: where this batch's time went, stage by stage, in ms.
+
+        ``queued``: from the oldest message's store time in JetStream to the batch being
+        handed over (the wait in the stream, the fetch and any earlier batch still in hand).
+        """
+        acked = time.perf_counter()
+        oldest = min(m.metadata.timestamp for m in msgs).timestamp()
+        queued = time.time() - (acked - stages["handed"]) - oldest
+
+        def ms(a: str, b: str) -> float:
+            return round(1000 * (stages[b] - stages[a]), 2)
+
+        log.info("batch stages", size=len(msgs), queued_ms=round(1000 * queued, 2),
+                 to_thread_ms=ms("handed", "thread"), decode_ms=ms("thread", "begin"),
+                 lock_ms=ms("begin", "locked"), apply_ms=ms("locked", "applied"),
+                 commit_ms=ms("applied", "committed"),
+                 ack_ms=round(1000 * (acked - stages["committed"]), 2))
 
     async def _batch_failed(self, msgs: list[Any], error: str) -> None:
         """Nak with a growing delay; a message out of attempts goes to the DLQ with the error.
@@ -122,8 +145,11 @@ class Ingest:
         for outcome, n in decisions.items():
             m.decisions.labels(outcome).inc(n)
 
-    def _decode_and_apply(self, msgs: list[Any]) -> tuple[list[Received], Counter[str]]:
+    def _decode_and_apply(self, msgs: list[Any], stages: dict[str, float] | None = None,
+                          ) -> tuple[list[Received], Counter[str]]:
         s = self.settings
+        if stages is not None:
+            stages["thread"] = time.perf_counter()
         batch = []
         for m in msgs:
             tok = wire.parse_in(m.subject, s.subject_prefix)
@@ -139,7 +165,7 @@ class Ingest:
                     read_ids(tok, m.data)
             batch.append(rec)
         decisions = apply_batch(self.engine, batch, prefix=s.subject_prefix,
-                                max_deliver=s.max_deliver, rules=self.rules())
+                                max_deliver=s.max_deliver, rules=self.rules(), stages=stages)
         return batch, decisions
 
     async def _dead_letter(self, msgs: list[Any], batch: list[Received]) -> None:
