@@ -72,3 +72,13 @@ async def out_events(js: Any, type_: str | None = None) -> list[dict[str, Any]]:
     events = [orjson.loads(m.data) | {"_subject": m.subject, "_headers": m.headers}
               for m in msgs]
     return [e for e in events if type_ is None or e["type"] == type_]
+
+
+async def relayed(client: Any) -> None:
+    """Wait until the daemon has published every committed outbound event (an outcome is
+    visible at commit; its events follow through the outbox relay)."""
+
+    async def drained() -> bool:
+        return bool((await client.status())["outbox_pending"] == 0)
+
+    await wait_for(drained, what="outbox relayed")

@@ -16,7 +16,7 @@ from assetd.daemon.app import Daemon
 from assetd.errors import RejectedError
 from assetd.handlers.decode import decode
 from assetd.schemas import wire
-from tests.helpers import envelope, out_events, stream_messages, wait_for
+from tests.helpers import envelope, out_events, relayed, stream_messages, wait_for
 
 TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -88,4 +88,5 @@ async def test_out_events_helper_still_sees_outbound(daemon: Daemon, js: Any,
                                                      client: AssetClient) -> None:
     """Outbound JSON is unchanged by the content-type header (regression guard)."""
     await client.register_data("plain", wait=True)
+    await relayed(client)
     assert [e["data"]["instance"] for e in await out_events(js, "instance_created")] == ["v1"]

@@ -8,7 +8,7 @@ import pytest
 
 from assetd.client import AssetClient, EventRejectedError
 from assetd.daemon.app import Daemon
-from tests.helpers import envelope, out_events, publish, wait_for
+from tests.helpers import envelope, out_events, publish, relayed, wait_for
 
 
 async def test_register_assigns_contiguous_versions_and_publishes_instance_created(
@@ -135,6 +135,7 @@ async def test_same_event_id_applies_once_with_and_without_header(
     items = (await client.list_instances("features"))["items"]
     assert [i["instance"] for i in items] == ["v2", "v1"]
     assert daemon.ingest.counters["duplicate"] in (2, 3)
+    await relayed(client)
     created = await out_events(js, "instance_created")
     assert len(created) == 2 and len({e["id"] for e in created}) == 2
 

@@ -22,7 +22,14 @@ from assetd.handlers.deadletter import dead_letter_copy, headers_size
 from assetd.handlers.tx import OUTBOUND_MAX_BYTES, Tx
 from assetd.schemas.outbound import EventRejected
 from tests.conftest import daemon_settings, running_daemon
-from tests.helpers import envelope, out_events, publish, stream_messages, wait_for
+from tests.helpers import (
+    envelope,
+    out_events,
+    publish,
+    relayed,
+    stream_messages,
+    wait_for,
+)
 
 
 async def _applied(client: AssetClient, asset: str, n: int) -> bool:
@@ -59,6 +66,7 @@ async def test_one_megabyte_message_is_dead_lettered_truncated(daemon: Daemon, j
     assert h["Assetd-Original-Sha256"] == hashlib.sha256(big).hexdigest()
     assert "the limit is" in h["Assetd-Reason"] and h["X-Trace"] == "t" * 100
     assert len(letters[0].data) + headers_size(letters[0].headers) <= limit
+    await relayed(client)
     rejected = await out_events(js, "event_rejected")
     assert len(rejected) == 1 and rejected[0]["data"]["inbound_subject"].endswith(".big."
                                                                                   "asset_registered")

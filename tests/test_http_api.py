@@ -17,7 +17,7 @@ from assetd.daemon.embedded import EmbeddedNats, free_port
 from assetd.schemas.export import render
 from assetd.schemas.openapi import HTTP_METHODS, openapi_document
 from tests.conftest import daemon_settings, running_daemon
-from tests.helpers import wait_for
+from tests.helpers import relayed
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 TOKEN = "s3cret-token"
@@ -67,10 +67,6 @@ REQUESTS: dict[str, dict[str, Any]] = {
 }
 
 
-async def _relayed(client: AssetClient) -> bool:
-    return bool((await client.status())["outbox_pending"] == 0)
-
-
 def _params(fields: dict[str, Any]) -> dict[str, str]:
     """A request as GET parameters: maps as ``key[sub]=value``, booleans as true/false."""
     out: dict[str, str] = {}
@@ -89,7 +85,7 @@ async def test_every_method_answers_like_its_nats_twin(api: Daemon, js: Any,
     assert set(REQUESTS) == set(HTTP_METHODS)
     client = await _fill(api)
     try:  # an outcome is visible at commit; its outbound events follow through the relay
-        await wait_for(lambda: _relayed(client), what="outbox relayed")
+        await relayed(client)
         published = (await js.stream_info("ASSETD_OUT")).state.messages
         for method, fields in REQUESTS.items():
             nats = await client.request(method, **fields)
