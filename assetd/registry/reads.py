@@ -108,21 +108,19 @@ def assets(conn: Connection, *, project: str, branch: str, kind: str | None,
     """Assets of a project with their latest ready instance, aliases and instance count.
 
     ``tags`` filter on the tags of the latest ready instance (exact match, all given). Read
-    from the maintained counters (``asset_stats``) and the unique version index: one row per
-    asset, whatever the number of instances.
+    from the maintained counters (``asset_stats``) and, for ``tags``, the latest instances
+    by their unique key: one row per asset, whatever the number of instances.
     """
-    top = INSTANCE.alias("top")
     q = (
-        select(ASSET, STATS.c.instances, STATS.c.latest, top.c.tags.label("latest_tags"))
+        select(ASSET, STATS.c.instances, STATS.c.latest)
         .select_from(ASSET.outerjoin(STATS, and_(
             STATS.c.project == ASSET.c.project, STATS.c.branch == branch,
-            STATS.c.asset == ASSET.c.asset)).outerjoin(top, and_(
-                top.c.project == ASSET.c.project, top.c.branch == branch,
-                top.c.asset == ASSET.c.asset, top.c.version == STATS.c.latest)))
+            STATS.c.asset == ASSET.c.asset)))
         .where(ASSET.c.project == project).order_by(ASSET.c.asset)
     )
     if kind:
         q = q.where(ASSET.c.kind == kind)
+    defs = list(conn.execute(q))
     alias_map: dict[str, dict[str, str]] = defaultdict(dict)
     for asset, alias, version in conn.execute(
         select(ALIAS.c.asset, ALIAS.c.alias, INSTANCE.c.version)
@@ -130,17 +128,34 @@ def assets(conn: Connection, *, project: str, branch: str, kind: str | None,
         .where(ALIAS.c.project == project, ALIAS.c.branch == branch)
     ):
         alias_map[asset][alias] = f"v{version}"
-    out = []
-    for d in conn.execute(q):
-        latest_tags = d.latest_tags if d.latest is not None else None
-        if tags and (latest_tags is None
-                     or any(latest_tags.get(k) != v for k, v in tags.items())):
-            continue
-        out.append({
-            "asset": d.asset, "kind": d.kind, "name": d.name, "description": d.description,
-            "properties": d.properties, "latest": f"v{d.latest}" if d.latest else None,
-            "aliases": alias_map.get(d.asset, {}), "instances": int(d.instances or 0),
-        })
+    if tags:
+        top = _latest_tags(conn, project, branch, {d.asset: d.latest for d in defs if d.latest})
+        defs = [d for d in defs if d.asset in top
+                and all(top[d.asset].get(k) == v for k, v in tags.items())]
+    return [
+        {"asset": d.asset, "kind": d.kind, "name": d.name, "description": d.description,
+         "properties": d.properties, "latest": f"v{d.latest}" if d.latest else None,
+         "aliases": alias_map.get(d.asset, {}), "instances": int(d.instances or 0)}
+        for d in defs
+    ]
+
+
+_TAGS = select(INSTANCE.c.tags).where(
+    INSTANCE.c.project == bindparam("k_project"), INSTANCE.c.branch == bindparam("k_branch"),
+    INSTANCE.c.asset == bindparam("k_asset"), INSTANCE.c.version == bindparam("k_version"))
+
+
+def _latest_tags(conn: Connection, project: str, branch: str,
+                 latest: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """The tags of each asset's latest instance: a point read by its unique key per asset
+    (one statement for all of them let PostgreSQL's planner, on stale statistics, filter a
+    scan of the branch instead)."""
+    out = {}
+    for asset, version in latest.items():
+        tags = conn.execute(_TAGS, {"k_project": project, "k_branch": branch,
+                                    "k_asset": asset, "k_version": version}).scalar()
+        if tags is not None:
+            out[asset] = tags
     return out
 
 
