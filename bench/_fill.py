@@ -90,3 +90,36 @@ async def fill(nc: Any, js: Any, *, start: int, stop: int, assets: int, base: in
     await publisher
     took = time.perf_counter() - t0
     return took, (stop - start) / took
+
+
+BULK = """
+INSERT INTO instance (project, branch, asset, version, kind, state, validity, annotations,
+                      tags, reference, producer, event_id, created_at, updated_at)
+SELECT 'bench', 'main', 'model_' || (i % :assets), i / :assets + 1, 'model', 'ready', 'valid',
+       json_build_object('f1_score', 0.8 + (i % 100) / 1000.0, 'i', i),
+       json_build_object('run', i::text), '{}'::json, 'bench', 'bulk-' || i, now(), now()
+FROM generate_series(:start, :stop - 1) AS i
+"""
+RECOUNT = """
+UPDATE asset_stats s SET instances = c.n, latest = c.v
+FROM (SELECT asset, count(*) AS n, max(version) AS v FROM instance
+      WHERE project = 'bench' AND branch = 'main' GROUP BY asset) c
+WHERE s.project = 'bench' AND s.branch = 'main' AND s.asset = c.asset
+"""
+
+
+def bulk_fill(db_url: str, *, start: int, stop: int, assets: int) -> float:
+    """NOT the apply path: PostgreSQL only, registrations ``start`` … ``stop - 1`` inserted
+    by one ``INSERT … SELECT`` (the versions the daemon would have given them; no inbox,
+    outbox or outcome rows) and the counters recounted. Returns the seconds taken."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db_url)
+    t0 = time.perf_counter()
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(BULK), {"assets": assets, "start": start, "stop": stop})
+            conn.execute(text(RECOUNT))
+    finally:
+        engine.dispose()
+    return time.perf_counter() - t0

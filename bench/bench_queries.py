@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 from _common import machine, running_daemon, wait_ready
-from _fill import PROJECT, chain_events, fill, publish, wait_count
+from _fill import PROJECT, bulk_fill, chain_events, fill, publish, wait_count
 
 from assetd.schemas import wire
 
@@ -138,7 +138,7 @@ def report(size: int, fill_s: float, fill_rate: float, m: dict[str, Any]) -> Non
 
 
 async def run(url: str, sizes: list[int], callers_n: int, seconds: float,
-              window: int) -> list[dict[str, Any]]:
+              window: int, bulk: tuple[str, int] | None) -> list[dict[str, Any]]:
     nc = await wait_ready(url, inbox_prefix=f"_INBOX.{PROJECT}")
     js = nc.jetstream()
     try:
@@ -152,6 +152,14 @@ async def run(url: str, sizes: list[int], callers_n: int, seconds: float,
             m = await measure(nc, callers_n, seconds)
             report(size, took, rate, m)
             results.append({"instances": size, "fill_s": took, **m})
+        if bulk:  # NOT through the apply path: see --bulk-to
+            took = await asyncio.to_thread(bulk_fill, bulk[0], start=done, stop=bulk[1],
+                                           assets=10)
+            m = await measure(nc, callers_n, seconds)
+            print(f"\n[bulk insert from {done:,} to {bulk[1]:,} instances, NOT through the "
+                  f"apply path: {took:.0f} s]")
+            report(bulk[1], took, (bulk[1] - done) / took, m)
+            results.append({"instances": bulk[1], "fill_s": took, **m})
         return results
     finally:
         await nc.close()
@@ -198,6 +206,9 @@ def main() -> None:
     p.add_argument("--callers", type=int, default=50, help="concurrent callers")
     p.add_argument("--seconds", type=float, default=10, help="per measurement")
     p.add_argument("--window", type=int, default=2000, help="unacked publishes in flight")
+    p.add_argument("--bulk-to", type=int, default=0,
+                   help="PostgreSQL: after the last size, insert instances directly (NOT "
+                        "through the apply path) up to this many, and measure again")
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up on kill, too
     sizes = [int(s) for s in args.instances.split(",")]
@@ -206,7 +217,8 @@ def main() -> None:
           flush=True)
     with (database(args.db, args.pg_url) as db_url, running_daemon(db_url=db_url) as url,
           echo_responder(url)):
-        results = asyncio.run(run(url, sizes, args.callers, args.seconds, args.window))
+        bulk = (db_url, args.bulk_to) if args.bulk_to and db_url else None
+        results = asyncio.run(run(url, sizes, args.callers, args.seconds, args.window, bulk))
     if len(results) > 1:
         first, last = results[0]["resolve"]["p99"], results[-1]["resolve"]["p99"]
         print(f"\nresolve p99 at {sizes[-1]:,} / at {sizes[0]:,}: {last / first:.2f}x")
