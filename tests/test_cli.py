@@ -139,7 +139,8 @@ def test_no_daemon_is_one_line_exit_1(tmp_path: Path) -> None:
     r = run_cli(BIN, "assetctl", "--project", "p", "--nats-url",
                 f"nats://127.0.0.1:{free_port()}", "assets", timeout=60)
     assert r.returncode == 1
-    assert r.stderr.startswith("assetctl: cannot reach NATS at nats://127.0.0.1:")
+    assert r.stderr.startswith("assetctl: nothing listens at nats://127.0.0.1:")
+    assert "(connection refused); is assetd (or NATS) running?" in r.stderr
     assert r.stderr.strip().count("\n") == 0
 
 

@@ -70,7 +70,7 @@ class AssetClient:
     def __init__(self, project: str | None = None, branch: str | None = None, *,
                  nats_url: str | None = None, source: str | None = None,
                  settings: Settings | None = None, timeout: float = 10.0,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0, wait_for_nats: bool = True) -> None:
         self.settings = settings or load_settings(nats_url=nats_url)
         self.project = project or self.settings.project or ""
         if not is_project(self.project):
@@ -79,8 +79,12 @@ class AssetClient:
         self.source = source or default_source()
         self.prefix = self.settings.subject_prefix
         self.timeout, self.connect_timeout = timeout, connect_timeout
+        # False: at the first connect, "connection refused" by every server ends it at once
+        # (a command line); True: wait up to connect_timeout for NATS to come up (a service)
+        self.wait_for_nats = wait_for_nats
+        self._refusals = 0
         self._nc: Any = None
-        self._first_error: asyncio.Future[str] | None = None
+        self._first_error: asyncio.Future[Exception] | None = None
         self._last_error: Exception | None = None
         self._denial_waiters: set[asyncio.Future[tuple[str, str]]] = set()
 
@@ -92,7 +96,8 @@ class AssetClient:
         if self._nc is not None:
             return self
         nc = NATS()
-        refused: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        refused: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+        self._refusals = 0
         self._first_error = refused
         task = asyncio.ensure_future(nc.connect(
             self.settings.nats_servers, name="assetd-client",
@@ -115,12 +120,15 @@ class AssetClient:
         return self
 
     def _connect_failure(self, task: asyncio.Future[Any],
-                         refused: asyncio.Future[str]) -> ConnectError:
+                         refused: asyncio.Future[Exception]) -> ConnectError:
         where = redact_url(self.settings.effective_nats_url)
-        if refused.done():
+        if refused.done() and not isinstance(refused.result(), ConnectionRefusedError):
             return ConnectError(f"NATS at {where} refused the connection "
-                                f"({refused.result()}): check the credentials "
-                                "(ASSETD_NATS_CREDS, _NKEY, _USER/_PASSWORD, _TOKEN)")
+                                f"({refused.result() or 'authorization violation'}): check the "
+                                "credentials (ASSETD_NATS_CREDS, _NKEY, _USER/_PASSWORD, _TOKEN)")
+        if refused.done():
+            return ConnectError(f"nothing listens at {where} (connection refused); is assetd "
+                                "(or NATS) running? set --nats-url or ASSETD_NATS_URL")
         why = self._last_error or (task.exception() if not task.cancelled() else None)
         detail = f" ({type(why).__name__}: {why})" if why else ""
         return ConnectError(f"cannot reach NATS at {where} within {self.connect_timeout:g}s"
@@ -153,11 +161,16 @@ class AssetClient:
         refused credentials end the first connect at once, anything else is kept for the
         message of a connect that times out."""
         self._last_error = exc
+        first = self._first_error
+        connecting = self._nc is None and first is not None and not first.done()
         if isinstance(exc, nats.errors.AuthorizationError) or "uthorization" in str(exc):
-            first = self._first_error
-            if self._nc is None and first is not None and not first.done():
-                first.set_result(str(exc) or type(exc).__name__)
+            if connecting and first is not None:
+                first.set_result(exc)
             return
+        if isinstance(exc, ConnectionRefusedError) and connecting and not self.wait_for_nats:
+            self._refusals += 1
+            if first is not None and self._refusals >= len(self.settings.nats_servers):
+                first.set_result(exc)
         if m := _DENIED.search(str(exc)):
             for waiter in self._denial_waiters:
                 if not waiter.done():

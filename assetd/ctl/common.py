@@ -135,7 +135,8 @@ def call(ctx: typer.Context, fn: Callable[[AssetClient], Awaitable[Any]],
         if project is None:
             fail("no project: pass --project or set ASSETD_PROJECT", 2)
         client = AssetClient(project, settings.branch, settings=settings,
-                             timeout=o.timeout or 10.0, connect_timeout=CONNECT_TIMEOUT)
+                             timeout=o.timeout or 10.0, connect_timeout=CONNECT_TIMEOUT,
+                             wait_for_nats=False)
         await client.connect()
         try:  # a NATS denial anywhere in the command ends it at once, named
             return await client.guarded(fn(client))
