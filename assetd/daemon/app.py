@@ -82,7 +82,8 @@ class Daemon:
                                  trace=settings.trace_stages)
         self.ingest = Ingest(engine=self.writer, settings=settings, js=self._js,
                              on_committed=self.relay.wake, rules=lambda: self.rules.current,
-                             metrics=self.metrics, max_payload=self._max_payload)
+                             metrics=self.metrics, max_payload=self._max_payload,
+                             marks=self.relay.marks if self.relay.fold_marks else None)
         self.scheduler = Scheduler(engine=self.writer, settings=settings,
                                    rules=lambda: self.rules.current, wake_relay=self.relay.wake,
                                    check_rules=self.rules.check, supervisor=self.supervisor)

@@ -20,6 +20,42 @@ LOOP = "relay"
 log = structlog.get_logger("assetd.relay")
 
 
+class Marks:
+    """Published outbox rows whose ``published_at`` is not written yet.
+
+    Writing the marks in a transaction of their own made the relay queue for SQLite's one
+    writer behind ingest batches (p99 0.8 s, docs/benchmarks.md), holding up the next
+    outbound events. So the relay hands them here and goes on publishing; on SQLite, while an
+    ingest batch is in hand, the next batch writes them in its own transaction
+    (:meth:`take`, then :meth:`written` or :meth:`failed`), otherwise the relay writes them.
+    Until then the relay skips them when it reads pending rows. Lost marks (a crash) only
+    re-publish the same ids, as a crash between publish and mark always could.
+    """
+
+    def __init__(self) -> None:
+        self.unmarked: set[int] = set()
+        self.queued: list[int] = []
+        self.ingesting = False  # an ingest batch is in hand (it will take the queued marks)
+
+    def published(self, seqs: list[int]) -> None:
+        """JetStream acknowledged these rows."""
+        self.unmarked.update(seqs)
+        self.queued += seqs
+
+    def take(self) -> list[int]:
+        """The queued marks, for a transaction to write."""
+        taken, self.queued = self.queued, []
+        return taken
+
+    def written(self, seqs: list[int]) -> None:
+        """The transaction that wrote ``seqs`` committed."""
+        self.unmarked.difference_update(seqs)
+
+    def failed(self, seqs: list[int]) -> None:
+        """The transaction that was to write ``seqs`` did not commit: queue them again."""
+        self.queued += seqs
+
+
 class OutboxRelay:
     """Publishes pending outbox rows with ``Nats-Msg-Id`` = id; marks them only after the ack.
 
@@ -38,6 +74,9 @@ class OutboxRelay:
         self.writer, self.reader, self.js, self.batch = writer, reader, js, batch
         self.supervisor, self.connected, self.recover = supervisor, connected, recover
         self.publish_timeout = publish_timeout
+        self.marks = Marks()
+        # SQLite has one writer: marks go in with the next ingest batch when one is in hand
+        self.fold_marks = writer.dialect.name == "sqlite"
         self._wake = asyncio.Event()
         self._started = False
         self._stopping = False
@@ -77,8 +116,10 @@ class OutboxRelay:
         total = 0
         while True:
             t0 = time.perf_counter()
-            rows = await asyncio.to_thread(self._pending)
+            # a copy, made here: the loop changes the set while the thread reads
+            rows = await asyncio.to_thread(self._pending, set(self.marks.unmarked))
             if not rows:
+                await self._settle()
                 return total
             t1 = time.perf_counter()
             if not self.connected():  # publishing now would only fill the reconnect buffer
@@ -90,7 +131,8 @@ class OutboxRelay:
             ]
             await asyncio.wait_for(asyncio.gather(*futures), self.publish_timeout)
             t2 = time.perf_counter()
-            await asyncio.to_thread(self._mark, [seq for seq, *_ in rows])
+            self.marks.published([seq for seq, *_ in rows])
+            await self._settle()
             if self.trace:
                 t3 = time.perf_counter()
                 log.info("relay stages", size=len(rows),
@@ -104,9 +146,24 @@ class OutboxRelay:
             if self.metrics is not None:
                 self.metrics.published.inc(len(rows))
 
-    def _pending(self) -> list[tuple[int, str, str, bytes]]:
+    async def _settle(self) -> None:
+        """Write the queued marks now, unless an ingest batch in hand will take them."""
+        if not self.marks.queued or (self.fold_marks and self.marks.ingesting
+                                     and not self._stopping):
+            return
+        seqs = self.marks.take()
+        try:
+            await asyncio.to_thread(self._mark, seqs)
+        except BaseException:
+            self.marks.failed(seqs)
+            raise
+        self.marks.written(seqs)
+
+    def _pending(self, skip: set[int]) -> list[tuple[int, str, str, bytes]]:
+        """The oldest pending rows, less those published whose marks are not written yet."""
         with self.reader.connect() as conn:
-            return repo.outbox_pending(conn, limit=self.batch)
+            rows = repo.outbox_pending(conn, limit=self.batch + len(skip))
+        return [row for row in rows if row[0] not in skip][: self.batch]
 
     def _mark(self, seqs: list[int]) -> None:
         with self.writer.begin() as conn:

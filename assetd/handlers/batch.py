@@ -62,8 +62,12 @@ class Received:
 
 def apply_batch(engine: Engine, batch: list[Received], *, prefix: str, max_deliver: int,
                 rules: LoadedRules | None = None,
-                stages: dict[str, float] | None = None) -> Counter[str]:
+                stages: dict[str, float] | None = None,
+                marks: list[int] | None = None) -> Counter[str]:
     """Apply ``batch`` and set each message's outcome; raise on a database failure (retry all).
+
+    ``marks``: outbox seqs the relay published, marked in this transaction (SQLite has one
+    writer; a transaction of their own would queue behind this one).
 
     Returns the rule decisions of the committed events, by outcome. ``stages`` (when given)
     gets the ``perf_counter`` at which the transaction was asked for (``begin``), began
@@ -75,15 +79,20 @@ def apply_batch(engine: Engine, batch: list[Received], *, prefix: str, max_deliv
         if stages is not None:
             stages["locked"] = time.perf_counter()  # SQLite: BEGIN IMMEDIATE has the lock
         tx = Tx(conn=conn, now=datetime.now(UTC), prefix=prefix, rules=rules)
+        inbox = _BatchInbox.read(conn, batch) if conn.dialect.name == "sqlite" else None
         for rec in batch:
             if rec.rejection is None and rec.item is not None:
-                _apply_one(tx, rec, max_deliver)
+                _apply_one(tx, rec, max_deliver, inbox)
             elif rec.rejection is not None:
                 rec.reject(rec.rejection)
             if rec.outcome == "rejected":
                 _queue_rejection(tx, rec)
+        if inbox is not None:
+            repo.inbox_insert(conn, rows=inbox.rows)
         tx.flush()
         repo.outcomes_add(conn, rows=rows(batch, now=tx.now))
+        if marks:
+            repo.outbox_mark_published(conn, seqs=marks, now=tx.now)
         if stages is not None:
             stages["applied"] = time.perf_counter()
     if stages is not None:
@@ -91,15 +100,42 @@ def apply_batch(engine: Engine, batch: list[Received], *, prefix: str, max_deliv
     return tx.decisions
 
 
-def _apply_one(tx: Tx, rec: Received, max_deliver: int) -> None:
+class _BatchInbox:
+    """SQLite: the inbox of a batch in one read and one write, not a statement per event.
+
+    Safe there because the batch's transaction began with ``BEGIN IMMEDIATE``: no other
+    writer (another replica) can add an id between the read and the write. PostgreSQL keeps
+    the per-event ``INSERT … ON CONFLICT DO NOTHING``, which waits for a concurrent replica's
+    transaction holding the same id."""
+
+    def __init__(self, seen: set[tuple[str, str]]) -> None:
+        self.seen = seen
+        self.rows: list[dict[str, Any]] = []
+
+    @classmethod
+    def read(cls, conn: Connection, batch: list[Received]) -> _BatchInbox:
+        keys = [(r.item.event.project, r.item.event.id) for r in batch
+                if r.rejection is None and r.item is not None]
+        return cls(repo.inbox_seen(conn, keys=keys))
+
+    def applied(self, ev: Any, now: datetime) -> None:
+        self.seen.add((ev.project, ev.id))
+        self.rows.append({"project": ev.project, "event_id": ev.id, "type": ev.type,
+                          "applied_at": now})
+
+
+def _apply_one(tx: Tx, rec: Received, max_deliver: int, inbox: _BatchInbox | None) -> None:
     assert rec.item is not None
     ev = rec.item.event
     handler = HANDLERS[ev.type]  # decode() refused every type without a handler
+    if inbox is not None and (ev.project, ev.id) in inbox.seen:
+        rec.outcome = "duplicate"
+        return
     snap = tx.snapshot()
     savepoint = _Savepoint(tx.conn)
     try:
-        if not repo.inbox_add(tx.conn, project=ev.project, event_id=ev.id, type_=ev.type,
-                              now=tx.now):
+        if inbox is None and not repo.inbox_add(tx.conn, project=ev.project, event_id=ev.id,
+                                                type_=ev.type, now=tx.now):
             savepoint.release()
             rec.outcome = "duplicate"
             return
@@ -107,6 +143,8 @@ def _apply_one(tx: Tx, rec: Received, max_deliver: int) -> None:
         rec.result = applied(tx, rec.item, handler(tx, rec.item))
         savepoint.release()
         tx.keep()
+        if inbox is not None:
+            inbox.applied(ev, tx.now)
         rec.outcome = "applied"
     except RejectedError as exc:
         savepoint.rollback()

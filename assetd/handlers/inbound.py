@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from assetd.config import Settings, limits
+from assetd.daemon.relay import Marks
 from assetd.errors import RejectedError
 from assetd.handlers.batch import Received, apply_batch, give_up, rejection_row
 from assetd.handlers.deadletter import dead_letter_copy
@@ -33,11 +34,13 @@ class Ingest:
                  on_committed: Callable[[], None],
                  rules: Callable[[], LoadedRules | None] = lambda: None,
                  metrics: Metrics | None = None,
-                 max_payload: Callable[[], int] = lambda: 1024 * 1024) -> None:
+                 max_payload: Callable[[], int] = lambda: 1024 * 1024,
+                 marks: Marks | None = None) -> None:
         self.engine, self.settings, self.js, self.rules = engine, settings, js, rules
         self.max_payload = max_payload
         self.metrics = metrics
         self.on_committed = on_committed
+        self.marks = marks  # the relay's published marks, written with each batch
         self.counters: Counter[str] = Counter()
         self.limits = limits(settings)
         self.trace = settings.trace_stages  # ASSETD_TRACE_STAGES=1: a log line per batch
@@ -48,15 +51,24 @@ class Ingest:
             return
         started = time.perf_counter()
         stages: dict[str, float] | None = {"handed": started} if self.trace else None
+        marks = self.marks.take() if self.marks is not None else []
+        if self.marks is not None:
+            self.marks.ingesting = True
         try:
-            batch, decisions = await asyncio.to_thread(self._decode_and_apply, msgs, stages)
-        except Exception as exc:  # the database (or the code) failed the whole batch
+            batch, decisions = await asyncio.to_thread(self._decode_and_apply, msgs, stages,
+                                                       marks)
+        except BaseException as exc:  # the database (or the code) failed the whole batch
+            self._release(marks, committed=False)
+            if not isinstance(exc, Exception):  # cancelled: the daemon is stopping
+                raise
             if isinstance(exc, SQLAlchemyError):
                 log.warning("batch failed; will retry", error=str(exc)[:300], size=len(msgs))
             else:
                 log.exception("batch failed unexpectedly; will retry", size=len(msgs))
             await self._batch_failed(msgs, f"{type(exc).__name__}: {exc}"[:500])
             return
+        self._release(marks, committed=True)
+        self.on_committed()  # the relay starts on the committed rows while this one acks
         await self._dead_letter(msgs, batch)
         self._observe(batch, decisions, time.perf_counter() - started)
         for msg, rec in zip(msgs, batch, strict=True):
@@ -66,9 +78,14 @@ class Ingest:
                 await msg.nak(delay=self._delay(msg))
             else:
                 await msg.ack()
-        self.on_committed()
         if stages is not None:
             self._trace(msgs, stages)
+
+    def _release(self, marks: list[int], *, committed: bool) -> None:
+        """The batch is over: the relay's marks it carried are written, or queued again."""
+        if self.marks is not None:
+            self.marks.ingesting = False
+            (self.marks.written if committed else self.marks.failed)(marks)
 
     def _trace(self, msgs: list[Any], stages: dict[str, float]) -> None:
         """One log line: where this batch's time went, stage by stage, in ms.
@@ -146,6 +163,7 @@ class Ingest:
             m.decisions.labels(outcome).inc(n)
 
     def _decode_and_apply(self, msgs: list[Any], stages: dict[str, float] | None = None,
+                          marks: list[int] | None = None,
                           ) -> tuple[list[Received], Counter[str]]:
         s = self.settings
         if stages is not None:
@@ -165,7 +183,8 @@ class Ingest:
                     read_ids(tok, m.data)
             batch.append(rec)
         decisions = apply_batch(self.engine, batch, prefix=s.subject_prefix,
-                                max_deliver=s.max_deliver, rules=self.rules(), stages=stages)
+                                max_deliver=s.max_deliver, rules=self.rules(), stages=stages,
+                                marks=marks)
         return batch, decisions
 
     async def _dead_letter(self, msgs: list[Any], batch: list[Received]) -> None:

@@ -43,6 +43,31 @@ def inbox_add(conn: Connection, *, project: str, event_id: str, type_: str, now:
     return conn.execute(stmt, params).first() is not None
 
 
+_INBOX_SEEN = select(INBOX.c.event_id).where(
+    INBOX.c.project == bindparam("k_project"),
+    INBOX.c.event_id.in_(bindparam("k_ids", expanding=True)))
+_INBOX_INSERT = insert(INBOX)
+
+
+def inbox_seen(conn: Connection, *, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which ``(project, event id)`` of ``keys`` were applied before: one query per project."""
+    by_project: dict[str, list[str]] = {}
+    for project, event_id in keys:
+        by_project.setdefault(project, []).append(event_id)
+    seen: set[tuple[str, str]] = set()
+    for project, ids in by_project.items():
+        rows = conn.execute(_INBOX_SEEN, {"k_project": project, "k_ids": ids})
+        seen.update((project, r[0]) for r in rows)
+    return seen
+
+
+def inbox_insert(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
+    """Record applied ids (``project``, ``event_id``, ``type``, ``applied_at``) in one
+    statement; a key already there fails the transaction (it would have been a duplicate)."""
+    if rows:
+        conn.execute(_INBOX_INSERT, rows)
+
+
 def outbox_add(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
     """Queue outbound events (``id``, ``subject``, ``payload``, ``created_at``); ids are unique."""
     if rows:
