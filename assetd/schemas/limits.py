@@ -31,7 +31,12 @@ class Limits:
     def violations(self, data: Any) -> list[str]:
         """What in ``data`` (an inbound ``data`` model) exceeds a limit."""
         out: list[str] = []
+        # only the fields the model has: getattr of a missing one on a pydantic model raises
+        # inside pydantic's __getattr__, ~15 us each (87 us of every registration's decode)
+        fields = getattr(type(data), "model_fields", None)
         for name in MAPS:
+            if fields is not None and name not in fields:
+                continue
             mapping = getattr(data, name, None)
             if not isinstance(mapping, dict):
                 continue
@@ -42,7 +47,7 @@ class Limits:
             if long is not None:
                 out.append(f"{name}.{long} is {len(mapping[long])} characters; the limit is "
                            f"{self.max_value_chars}")
-        inputs = getattr(data, "inputs", None)
+        inputs = getattr(data, "inputs", None) if fields is None or "inputs" in fields else None
         if isinstance(inputs, list) and len(inputs) > self.max_inputs:
             out.append(f"inputs has {len(inputs)} entries; the limit is {self.max_inputs}")
         return out
