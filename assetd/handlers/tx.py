@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,9 +27,21 @@ OUTBOUND_MAX_BYTES = 512 * 1024
 _NS = uuid.UUID("6f1c1d1e-5b0e-4a52-9a0c-a55e7d000001")
 
 
+_NS_BYTES = _NS.bytes
+
+
 def outbound_id(project: str, cause: str, type_: str, asset: str, branch: str) -> str:
-    """Deterministic outbound id: the same cause always yields the same id."""
-    return str(uuid.uuid5(_NS, f"{project}\x1f{cause}\x1f{type_}\x1f{asset}\x1f{branch}"))
+    """Deterministic outbound id: the same cause always yields the same id.
+
+    ``str(uuid.uuid5(_NS, name))``, computed directly: the same SHA-1, version and variant
+    bits, a third of the time (``uuid.UUID`` construction was ~5 % of the daemon's samples).
+    """
+    name = f"{project}\x1f{cause}\x1f{type_}\x1f{asset}\x1f{branch}"
+    h = bytearray(hashlib.sha1(_NS_BYTES + name.encode()).digest()[:16])
+    h[6] = (h[6] & 0x0F) | 0x50  # version 5
+    h[8] = (h[8] & 0x3F) | 0x80  # RFC 4122 variant
+    x = h.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def outbound(*, prefix: str, project: str, branch: str, asset: str, type_: str,
