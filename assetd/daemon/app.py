@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import os
 import signal
 import time
@@ -369,6 +370,7 @@ class Daemon:
                     await starting
                 return
             starting.result()  # a failed start raises here
+            _freeze_startup_objects()
             await self._stop.wait()
         finally:
             await self.stop()
@@ -445,3 +447,12 @@ async def _reply(daemon: Daemon, broker: NatsBroker, msg: Any) -> None:
     """Answer one request; replied without headers, so that the size check is exact."""
     answer = await daemon.queries.handle(msg.subject, msg.data)
     await broker.connection.publish(msg.reply, answer)
+
+
+def _freeze_startup_objects() -> None:
+    """Move what the start created (modules, schemas, compiled statements) out of the
+    cyclic collector's reach: each full collection walked all of it, a ~100 ms pause of the
+    whole daemon every few seconds under load (measured: 102 and 108 ms; 2 ms once frozen),
+    the p99.9 of a paced run. Garbage is collected first, so nothing unreachable is kept."""
+    gc.collect()
+    gc.freeze()
