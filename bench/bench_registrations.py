@@ -211,7 +211,8 @@ def main() -> None:
           "registrations/s (first publish to last instance_created)")
     if raw is not None:
         print(f"raw ceiling:   {raw:,.0f} msg/s (nats-py fetch {args.raw_batch} + ack, same "
-              f"server, {n} messages)  ->  assetd at {result['events_per_s'] / raw:.2f} of it")
+              f"server, {n} messages)  ->  assetd at {result['events_per_s'] / raw:.2f} of it"
+              + (" (paced: bound by the rate)" if args.rate else ""))
     print(f"latency:       p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms  "
           f"p99.9 {result['p999_ms']:.1f} ms  max {result['max_ms']:.1f} ms  "
           f"mean {result['mean_ms']:.1f} ms (publish to instance_created)")
