@@ -23,12 +23,11 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from _common import machine, running_daemon, wait_ready
+from _common import machine, running_daemon, scratch_database, wait_ready
 from _fill import PROJECT, bulk_fill, chain_events, fill, publish, wait_count
 
 from assetd.schemas import wire
@@ -176,26 +175,6 @@ def echo_responder(url: str) -> Iterator[None]:
         echo.wait()
 
 
-@contextlib.contextmanager
-def database(kind: str, admin: str) -> Iterator[str | None]:
-    """None (the daemon's SQLite) or a fresh PostgreSQL database, dropped afterwards."""
-    if kind == "sqlite":
-        yield None
-        return
-    from sqlalchemy import create_engine, text
-
-    name = f"assetd_bench_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{admin.rpartition('/')[0]}/{name}"
-    finally:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
@@ -215,7 +194,7 @@ def main() -> None:
     print(machine(), flush=True)
     print(f"database: {args.db}; {args.callers} callers, {args.seconds:g} s per figure",
           flush=True)
-    with (database(args.db, args.pg_url) as db_url, running_daemon(db_url=db_url) as url,
+    with (scratch_database(args.db, args.pg_url) as db_url, running_daemon(db_url=db_url) as url,
           echo_responder(url)):
         bulk = (db_url, args.bulk_to) if args.bulk_to and db_url else None
         results = asyncio.run(run(url, sizes, args.callers, args.seconds, args.window, bulk))

@@ -115,6 +115,21 @@ def daemon_settings(nats_url: str, db_url: str, data_dir: Path, **kw: Any) -> Se
                     fetch_timeout=0.5, nak_delay=0.1, **kw)
 
 
+def http_daemon_settings(nats_server: EmbeddedNats, tmp_path: Path, **kw: Any) -> Settings:
+    """:func:`daemon_settings` on SQLite with the HTTP server on a free loopback port."""
+    return daemon_settings(nats_server.url, f"sqlite:///{tmp_path / 'r.db'}", tmp_path,
+                           **kw).model_copy(update={"http_port": free_port()})
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[Any]:
+    """An aiohttp client session."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
 @pytest.fixture
 async def daemon(nc: Any, nats_server: EmbeddedNats, tmp_path: Path,
                  db_url: str) -> AsyncIterator[Daemon]:

@@ -11,34 +11,22 @@ import aiohttp
 import pytest
 
 from assetd.client import AssetClient
-from assetd.config import Settings
 from assetd.daemon.app import Daemon
-from assetd.daemon.embedded import EmbeddedNats, free_port
+from assetd.daemon.embedded import EmbeddedNats
 from assetd.schemas.export import render
 from assetd.schemas.openapi import HTTP_METHODS, openapi_document
-from tests.conftest import daemon_settings, running_daemon
+from tests.conftest import http_daemon_settings, running_daemon
 from tests.helpers import relayed
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 TOKEN = "s3cret-token"
 
 
-def _settings(nats_server: EmbeddedNats, tmp_path: Path, **kw: Any) -> Settings:
-    return daemon_settings(nats_server.url, f"sqlite:///{tmp_path / 'r.db'}", tmp_path,
-                           **kw).model_copy(update={"http_port": free_port()})
-
-
 @pytest.fixture
 async def api(nc: Any, nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Daemon]:
     """A daemon with its HTTP server (and so the API) on a free loopback port."""
-    async with running_daemon(_settings(nats_server, tmp_path)) as d:
+    async with running_daemon(http_daemon_settings(nats_server, tmp_path)) as d:
         yield d
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def _base(daemon: Daemon) -> str:
@@ -145,7 +133,7 @@ async def test_the_token_is_required_once_set(nc: Any, nats_server: EmbeddedNats
                                               http: aiohttp.ClientSession) -> None:
     """With ASSETD_HTTP_TOKEN set, /api/v1 answers 401 without it or with another token and
     200 with it; the probes and metrics stay open."""
-    settings = _settings(nats_server, tmp_path, http_token=TOKEN)
+    settings = http_daemon_settings(nats_server, tmp_path, http_token=TOKEN)
     async with running_daemon(settings) as daemon:
         url = f"{_base(daemon)}/fraud/assets"
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},

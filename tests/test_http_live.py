@@ -15,30 +15,18 @@ import orjson
 import pytest
 
 from assetd.client import AssetClient
-from assetd.config import Settings
 from assetd.daemon.app import Daemon
 from assetd.daemon.embedded import EmbeddedNats, free_port
-from tests.conftest import daemon_settings, running_daemon
+from tests.conftest import daemon_settings, http_daemon_settings, running_daemon
 from tests.helpers import wait_for
 
 TOKEN = "ui-token"
 
 
-def _settings(nats_server: EmbeddedNats, tmp_path: Path, **kw: Any) -> Settings:
-    return daemon_settings(nats_server.url, f"sqlite:///{tmp_path / 'r.db'}", tmp_path,
-                           **kw).model_copy(update={"http_port": free_port()})
-
-
 @pytest.fixture
 async def web(nc: Any, nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Daemon]:
-    async with running_daemon(_settings(nats_server, tmp_path)) as d:
+    async with running_daemon(http_daemon_settings(nats_server, tmp_path)) as d:
         yield d
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def _root(daemon: Daemon) -> str:
@@ -104,7 +92,7 @@ async def test_streams_end_when_the_daemon_stops(nc: Any, nats_server: EmbeddedN
                                                  tmp_path: Path,
                                                  http: aiohttp.ClientSession) -> None:
     """An open stream does not hold up the daemon's stop: it ends, and the stop is prompt."""
-    daemon = Daemon(_settings(nats_server, tmp_path))
+    daemon = Daemon(http_daemon_settings(nats_server, tmp_path))
     await daemon.start()
     try:
         async with http.get(f"{_root(daemon)}/api/v1/fraud/stream") as r:
@@ -152,7 +140,8 @@ async def test_the_token_guards_them_and_the_stream_takes_it_as_a_parameter(
         http: aiohttp.ClientSession) -> None:
     """With ASSETD_HTTP_TOKEN set the new routes answer 401 without it; the stream alone
     also takes ``?token=`` (an EventSource cannot send headers); the page needs none."""
-    async with running_daemon(_settings(nats_server, tmp_path, http_token=TOKEN)) as daemon:
+    settings = http_daemon_settings(nats_server, tmp_path, http_token=TOKEN)
+    async with running_daemon(settings) as daemon:
         api = f"{_root(daemon)}/api/v1"
         for path in ("/projects", "/fraud/branches", "/fraud/dlq", "/fraud/stream"):
             async with http.get(f"{api}{path}") as r:

@@ -20,8 +20,8 @@ import pytest
 from assetd.client import AssetClient
 from assetd.config import Settings
 from assetd.daemon.app import Daemon
-from assetd.daemon.embedded import EmbeddedNats, free_port
-from tests.conftest import daemon_settings, running_daemon
+from assetd.daemon.embedded import EmbeddedNats
+from tests.conftest import http_daemon_settings, running_daemon
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -52,8 +52,7 @@ expect.set_options(timeout=15_000)  # a loaded CI machine: the relay, the stream
 def _settings(nats_server: EmbeddedNats, tmp_path: Path, **kw: Any) -> Settings:
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
-    return daemon_settings(nats_server.url, f"sqlite:///{tmp_path / 'r.db'}", tmp_path,
-                           rules=rules, **kw).model_copy(update={"http_port": free_port()})
+    return http_daemon_settings(nats_server, tmp_path, rules=rules, **kw)
 
 
 async def _fill(daemon: Daemon) -> None:
