@@ -399,6 +399,8 @@ async def test_read_only_sqlite_is_not_ready_and_recovers_without_dead_letters(
         check_exactly_once(registry_ledger(db), pub.acked, dead)
         assert daemon.proc is not None and daemon.proc.poll() is None, "no restart needed"
         tally = counts("read-only SQLite", pub, db, dead)
+    except AssertionError as exc:  # what the daemon saw is the diagnosis
+        raise AssertionError(f"{exc}\n--- daemon log ---\n{daemon.tail(8000)}") from None
     finally:
         rc, log = daemon.stop(), daemon.tail()
         shutil.rmtree(data, ignore_errors=True)

@@ -20,7 +20,7 @@ from assetd.handlers.batch import Received, apply_batch, give_up, rejection_row
 from assetd.handlers.deadletter import dead_letter_copy
 from assetd.handlers.decode import decode, read_ids
 from assetd.metrics import Metrics
-from assetd.registry.engine import write_problem
+from assetd.registry.engine import database_fault, write_problem
 from assetd.rules.loader import LoadedRules
 from assetd.schemas import wire
 
@@ -65,7 +65,7 @@ class Ingest:
                 log.warning("batch failed; will retry", error=str(exc)[:300], size=len(msgs))
             else:
                 log.exception("batch failed unexpectedly; will retry", size=len(msgs))
-            await self._batch_failed(msgs, f"{type(exc).__name__}: {exc}"[:500])
+            await self._batch_failed(msgs, exc)
             return
         self._release(marks, committed=True)
         self.on_committed()  # the relay starts on the committed rows while this one acks
@@ -106,17 +106,18 @@ class Ingest:
                  commit_ms=ms("applied", "committed"),
                  ack_ms=round(1000 * (acked - stages["committed"]), 2))
 
-    async def _batch_failed(self, msgs: list[Any], error: str) -> None:
+    async def _batch_failed(self, msgs: list[Any], exc: Exception) -> None:
         """Nak with a growing delay; a message out of attempts goes to the DLQ with the error.
 
         Unless the database itself cannot take a write (down, read-only, locked past the
-        busy timeout, disk failing: the write probe says so): that is no fault of these
+        busy timeout, disk failing: the batch's own error or the write probe says so — the
+        error first, since the probe runs on a fresh connection): that is no fault of these
         events, so they are nak'd with the same capped backoff for as long as it lasts, and
         never dead-lettered for it. The registry cannot take a dead letter's event_rejected
         either, so that is published directly (same deterministic id as through the outbox).
         """
-        s = self.settings
-        problem = await asyncio.to_thread(write_problem, self.engine)
+        s, error = self.settings, f"{type(exc).__name__}: {exc}"[:500]
+        problem = database_fault(exc) or await asyncio.to_thread(write_problem, self.engine)
         if problem is not None:
             log.warning("database cannot take writes; batch nak'd until it can",
                         problem=problem, size=len(msgs))

@@ -20,11 +20,17 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import DBAPIError
 
 # SQLite errors after which a pooled connection is useless even once the cause is fixed
 _SQLITE_STALE = ("readonly database", "disk i/o error", "unable to open database file")
+# SQLite errors that say the database cannot take a write now, whatever was written
+_SQLITE_UNAVAILABLE = (*_SQLITE_STALE, "database is locked", "database table is locked",
+                       "database or disk is full")
 # PostgreSQL: read_only_sql_transaction (a standby, or default_transaction_read_only)
 _PG_STALE = {"25006"}
+# PostgreSQL classes: connection exception, insufficient resources, operator intervention
+_PG_UNAVAILABLE = ("08", "53", "57")
 _peers: dict[str, weakref.WeakSet[Engine]] = {}
 _peers_lock = threading.Lock()
 _last_commit: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
@@ -178,6 +184,28 @@ def write_problem(engine: Engine, *, timeout_ms: int = 1000,
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
         return f"{type(exc).__name__}: {first}"[:300]
+
+
+def database_fault(exc: BaseException) -> str | None:
+    """Why a failed transaction was the database's fault rather than its statements'
+    (read-only, locked past the busy timeout, disk full or failing, connection lost,
+    a standby), or ``None`` when it may have been the statements'.
+
+    The answer comes from the error itself: a probe made afterwards can succeed on a
+    fresh connection (the failed one was dropped) and wrongly put the blame on the events.
+    """
+    if not isinstance(exc, DBAPIError):
+        return None
+    orig = exc.orig
+    first = (str(orig).splitlines() or [""])[0][:200]
+    if exc.connection_invalidated:
+        return f"connection dropped: {first}"
+    if isinstance(orig, sqlite3.OperationalError):
+        return first if any(s in first.lower() for s in _SQLITE_UNAVAILABLE) else None
+    code = str(getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or "")
+    if code in _PG_STALE or code.startswith(_PG_UNAVAILABLE):
+        return f"{code}: {first}"
+    return None
 
 
 def _sqlite_probe(raw: Any, timeout_ms: int) -> None:
