@@ -56,6 +56,9 @@ class Settings(BaseSettings):
         default=None, description="bearer token of /api/v1; required beyond loopback")
     query_concurrency: int = Field(default=32, ge=1, le=4096,
                                    description="queries one daemon answers at once")
+    query_cache: int = Field(
+        default=10_000, ge=0, le=10_000_000,
+        description="resolve answers kept while the registry does not change (0: none)")
     stream_replicas: int = Field(default=1, ge=1, le=5, description="3 in a NATS cluster")
     max_consumers_per_project: int = Field(
         default=32, ge=1, le=10_000,

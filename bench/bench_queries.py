@@ -7,7 +7,10 @@ PostgreSQL database with ``--db postgres``), fills the registry by publishing re
 
 - reference: raw NATS request-reply round trips against a trivial responder (a separate
   Python process, like the daemon), so figures compare across machines;
-- ``resolve latest`` throughput, p50 and p99 at ``--callers`` concurrent callers;
+- ``resolve latest`` throughput, p50 and p99 at ``--callers`` concurrent callers (10
+  requests asked over and over: answered from the daemon's answer cache);
+- ``resolve vN`` of instances all over the registry, no request asked twice: the same
+  without the cache;
 - ``assets`` latency (one caller);
 - ``resolve`` p50/p99 at the same concurrency while deep ``lineage`` queries run back to back.
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import random
 import signal
 import subprocess
 import sys
@@ -63,13 +67,13 @@ async def callers(nc: Any, subject: str, bodies: list[bytes], n: int,
     end = time.perf_counter() + seconds
 
     async def caller(k: int) -> None:
-        i = k
+        i = k  # caller k asks bodies k, k + n, k + 2n, ...: no two callers ask the same
         while time.perf_counter() < end:
             t = time.perf_counter()
             reply = await nc.request(subject, bodies[i % len(bodies)], timeout=30)
             lat.append(time.perf_counter() - t)
             assert reply.data.startswith(b'{"ok":true'), reply.data[:200]
-            i += 1
+            i += n
 
     t0 = time.perf_counter()
     await asyncio.gather(*(caller(k) for k in range(n)))
@@ -81,19 +85,33 @@ def api(method: str) -> str:
 
 
 RESOLVE = [orjson.dumps({"asset": f"model_{a}", "instance": "latest"}) for a in range(10)]
+COLD = 20_000  # distinct requests, twice the daemon's default answer cache
+
+
+def cold_resolves(size: int) -> list[bytes]:
+    """``resolve vN`` of instances spread over the whole registry, each asked once in a
+    figure (more of them than the answer cache keeps): the path without the cache."""
+    per_asset = max(1, size // 10)
+    rnd = random.Random(size)
+    return [orjson.dumps({"asset": f"model_{rnd.randrange(10)}",
+                          "instance": f"v{rnd.randint(1, per_asset)}"}) for _ in range(COLD)]
+
+
 LINEAGE = orjson.dumps({"asset": "lin_0", "instance": "v1", "direction": "downstream",
-                        "depth": 50})
+                        "depth": LEVELS})
 
 
 async def during_lineage(nc: Any, n: int, seconds: float) -> dict[str, float]:
     """Resolve at ``n`` callers while one caller runs deep lineage queries back to back."""
-    stop, took = False, []
+    stop, took, nodes = False, [], []
 
     async def walker() -> None:
         while not stop:
             t = time.perf_counter()
-            await nc.request(api("lineage"), LINEAGE, timeout=60)
+            reply = await nc.request(api("lineage"), LINEAGE, timeout=60)
             took.append(time.perf_counter() - t)
+            assert reply.data.startswith(b'{"ok":true'), reply.data[:300]
+            nodes.append(len(orjson.loads(reply.data)["result"]["nodes"]))
 
     task = asyncio.create_task(walker())
     await asyncio.sleep(0.2)
@@ -101,16 +119,19 @@ async def during_lineage(nc: Any, n: int, seconds: float) -> dict[str, float]:
     stop = True
     await task
     return {"rps": rps, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99),
-            "lineage_ms": 1000 * sum(took) / len(took), "lineage_n": len(took)}
+            "lineage_ms": 1000 * sum(took) / len(took), "lineage_n": len(took),
+            "lineage_nodes": max(nodes)}
 
 
-async def measure(nc: Any, n: int, seconds: float) -> dict[str, Any]:
+async def measure(nc: Any, n: int, seconds: float, size: int) -> dict[str, Any]:
     """Every figure at the registry's current size."""
     out: dict[str, Any] = {}
     rps, lat = await callers(nc, "bench.echo", [b"{}"], n, seconds)
     out["echo"] = {"rps": rps, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99)}
     rps, lat = await callers(nc, api("resolve"), RESOLVE, n, seconds)
     out["resolve"] = {"rps": rps, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99)}
+    rps, lat = await callers(nc, api("resolve"), cold_resolves(size), n, seconds)
+    out["cold"] = {"rps": rps, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99), "n": len(lat)}
     rps, lat = await callers(nc, api("resolve"), RESOLVE, 1, seconds / 2)
     out["resolve1"] = {"rps": rps, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99)}
     _, lat = await callers(nc, api("assets"), [b"{}"], 1, seconds / 2)
@@ -122,18 +143,22 @@ async def measure(nc: Any, n: int, seconds: float) -> dict[str, Any]:
 def report(size: int, fill_s: float, fill_rate: float, m: dict[str, Any],
            how: str = "registrations/s through the daemon") -> None:
     e, r, r1, a, lg = m["echo"], m["resolve"], m["resolve1"], m["assets"], m["lineage"]
+    c = m["cold"]
     print(f"\n== {size:,} instances (filled in {fill_s:.0f} s, {fill_rate:,.0f} {how})",
           flush=True)
     print(f"reference, raw NATS echo: {e['rps']:,.0f} req/s  p50 {e['p50']:.2f} ms  "
           f"p99 {e['p99']:.2f} ms")
     print(f"resolve latest:           {r['rps']:,.0f} req/s  p50 {r['p50']:.2f} ms  "
           f"p99 {r['p99']:.2f} ms")
+    print(f"resolve vN, all distinct: {c['rps']:,.0f} req/s  p50 {c['p50']:.2f} ms  "
+          f"p99 {c['p99']:.2f} ms  ({c['n']:,} requests, {COLD:,} distinct: none from "
+          f"the answer cache)")
     print(f"resolve, 1 caller:        {r1['rps']:,.0f} req/s  p50 {r1['p50']:.2f} ms  "
           f"p99 {r1['p99']:.2f} ms")
     print(f"assets, 1 caller:         p50 {a['p50']:.2f} ms  p99 {a['p99']:.2f} ms "
           f"({a['n']} calls)")
     print(f"resolve during lineage:   {lg['rps']:,.0f} req/s  p50 {lg['p50']:.2f} ms  "
-          f"p99 {lg['p99']:.2f} ms  (lineage of {LEVELS * WIDTH + 1:,} nodes, depth "
+          f"p99 {lg['p99']:.2f} ms  (lineage of {lg['lineage_nodes']:,} nodes, depth "
           f"{LEVELS}: {lg['lineage_ms']:.0f} ms each, {lg['lineage_n']} runs)", flush=True)
 
 
@@ -149,13 +174,13 @@ async def run(url: str, sizes: list[int], callers_n: int, seconds: float,
             took, rate = await fill(nc, js, start=done, stop=size, assets=10, base=base,
                                     window=window)
             done = size
-            m = await measure(nc, callers_n, seconds)
+            m = await measure(nc, callers_n, seconds, size)
             report(size, took, rate, m)
             results.append({"instances": size, "fill_s": took, **m})
         if bulk:  # NOT through the apply path: see --bulk-to
             took = await asyncio.to_thread(bulk_fill, bulk[0], start=done, stop=bulk[1],
                                            assets=10)
-            m = await measure(nc, callers_n, seconds)
+            m = await measure(nc, callers_n, seconds, bulk[1])
             report(bulk[1], took, (bulk[1] - done) / took, m,
                    how=f"rows/s by bulk insert from {done:,}, NOT through the apply path")
             results.append({"instances": bulk[1], "fill_s": took, **m})

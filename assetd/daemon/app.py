@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from faststream import Context
 from faststream.nats import NatsBroker
 from nats.aio.client import Callback, ErrorCallback
 from sqlalchemy.exc import SQLAlchemyError
@@ -40,6 +39,7 @@ from assetd.handlers.tx import OUTBOUND_MAX_BYTES
 from assetd.logs import redact_url
 from assetd.metrics import Metrics
 from assetd.registry import repo
+from assetd.registry.answers import CountedAnswers, answer_cache
 from assetd.registry.engine import is_sqlite, make_engine, write_problem
 from assetd.registry.migrate import upgrade
 from assetd.schemas import wire
@@ -67,6 +67,10 @@ class Daemon:
         busy = settings.db_busy_timeout_ms
         self.writer = make_engine(url, writer=True, busy_timeout_ms=busy)
         self.reader = make_engine(url, writer=False, busy_timeout_ms=busy)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._changed_pending = False
+        self.answers = answer_cache(url, self.writer, max_entries=settings.query_cache,
+                                    committed=self._changed_soon)
         self.rules = RulesHolder(rules_path(settings))
         self._stopping, self._stopped, self._serving, self.exit_code = False, False, False, 0
         self.watch = NatsWatch(connection=self._nc,
@@ -74,7 +78,7 @@ class Daemon:
         self.broker = build_broker(settings, closed_cb=self.watch.closed,
                                    disconnected_cb=self.watch.disconnected,
                                    error_cb=self.watch.error,
-                                   reconnected_cb=self.watch.reconnected)
+                                   reconnected_cb=self._reconnected)
         self.metrics = Metrics()
         self.supervisor = Supervisor(metrics=self.metrics)
         self.relay = OutboxRelay(writer=self.writer, reader=self.reader, js=self._js,
@@ -99,9 +103,8 @@ class Daemon:
                                max_lineage_edges=settings.max_lineage_edges,
                                max_reply=lambda: self._max_payload() - REPLY_SLACK,
                                events_stream=self._project_stream,
-                               executor=self.query_pool.executor)
+                               executor=self.query_pool.executor, cache=self.answers)
         self.http = self._http_server() if settings.http_port else None
-        register_subscribers(self.broker, settings, self)
         self._stop = asyncio.Event()
         self._background: set[asyncio.Future[bool]] = set()
         self._ensuring = asyncio.Lock()
@@ -127,6 +130,63 @@ class Daemon:
 
     def _js(self) -> Any:
         return self.broker.connection.jetstream()
+
+    async def _serve_queries(self) -> None:
+        """Answer the query subjects with a plain nats-py subscription in the replicas'
+        queue group (FastStream's per-message path cost more than a kept answer), and hear
+        the other replicas' "changed" notices when the answer cache needs them."""
+        nc, prefix = self.broker.connection, self.settings.subject_prefix
+        await nc.subscribe(wire.api_pattern(prefix), queue=wire.API_QUEUE, cb=self._on_query)
+        if isinstance(self.answers, CountedAnswers):
+            await nc.subscribe(wire.changed_subject(prefix), cb=self._on_changed)
+
+    async def _on_query(self, msg: Any) -> None:
+        """One request: a kept answer goes back at once; any other is answered in a task of
+        its own (QueryPool bounds how many), so that the next request is taken at once and a
+        slow query never holds up the others."""
+        if not self.queries.reply_allowed(msg.subject, msg.reply):
+            log.warning("query refused: reply subject outside the requester's inbox space",
+                        subject=msg.subject, reply=(msg.reply or "")[:200])
+            return
+        kept = self.queries.cached(msg.subject, msg.data)
+        if kept is not None:
+            await self.broker.connection.publish(msg.reply, kept)
+            return
+        await self.query_pool.submit(functools.partial(self._reply, msg))
+
+    async def _reply(self, msg: Any) -> None:
+        """Answer one request; replied without headers, so that the size check is exact."""
+        answer = await self.queries.handle(msg.subject, msg.data)
+        await self.broker.connection.publish(msg.reply, answer)
+
+    async def _on_changed(self, msg: Any) -> None:
+        if msg.data != self.scheduler.holder.encode():  # another replica committed
+            self.answers.changed()  # type: ignore[attr-defined]
+
+    def _changed_soon(self) -> None:
+        """After a commit of this replica's writer (in its thread): tell the other replicas,
+        one notice for the commits of one turn of the event loop."""
+        if self._loop is None or self._changed_pending or self._loop.is_closed():
+            return
+        self._changed_pending = True
+        with contextlib.suppress(RuntimeError):  # the loop is closing
+            self._loop.call_soon_threadsafe(self._send_changed)
+
+    def _send_changed(self) -> None:
+        self._changed_pending = False
+        nc = self._nc()
+        if nc is None or not nc.is_connected:
+            return  # the others clear their caches when they reconnect
+        task = asyncio.ensure_future(nc.publish(wire.changed_subject(
+            self.settings.subject_prefix), self.scheduler.holder.encode()))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _reconnected(self) -> None:
+        """Notices may have been missed while the connection was down."""
+        if isinstance(self.answers, CountedAnswers):
+            self.answers.changed()
+        await self.watch.reconnected()
 
     def _nc(self) -> Any:
         """The nats-py connection, or None before the first connect and after the stop."""
@@ -260,7 +320,9 @@ class Daemon:
         self._check_max_payload()
         await self._retrying("declare streams", lambda: ensure_streams(
             self._js(), self.settings.subject_prefix, self.settings.stream_replicas))
+        self._loop = asyncio.get_running_loop()
         await self.broker.start()
+        await self._serve_queries()
         await self._retrying("bind the inbound consumer", self.consumer.start)
         self.relay.start()
         self.scheduler.start()
@@ -315,6 +377,7 @@ class Daemon:
             await _bounded(name, step, deadline - spare)
         await _bounded("nats", self._close_nats, deadline)
         self.query_pool.close()
+        self.answers.close()
         self.watch.release()
         self.writer.dispose()
         self.reader.dispose()
@@ -418,35 +481,6 @@ def build_broker(settings: Settings, *, closed_cb: Callback | None = None,
         error_cb=error_cb,
         reconnected_cb=reconnected_cb,
     )
-
-
-def register_subscribers(broker: NatsBroker, settings: Settings, daemon: Daemon | None) -> None:
-    """Declare the query API (the AsyncAPI document is built from the models and
-    :mod:`assetd.schemas.wire` by :mod:`assetd.schemas.asyncapi`, not from the broker).
-
-    The inbound stream is pulled by :class:`PullConsumer` (nats-py), not a FastStream
-    subscriber: see docs/architecture.md for the measurement behind that choice.
-    """
-    s = settings
-    api = broker.subscriber(wire.api_pattern(s.subject_prefix), queue=wire.API_QUEUE,
-                            decoder=_raw, no_reply=True)
-
-    @api
-    async def on_query(body: Any = Context("message.raw_message")) -> None:
-        # Answered in a task of its own (QueryPool bounds how many), so that the next
-        # request is taken at once and a slow query never holds up the others.
-        assert daemon is not None
-        if not daemon.queries.reply_allowed(body.subject, body.reply):
-            log.warning("query refused: reply subject outside the requester's inbox space",
-                        subject=body.subject, reply=(body.reply or "")[:200])
-            return
-        await daemon.query_pool.submit(functools.partial(_reply, daemon, broker, body))
-
-
-async def _reply(daemon: Daemon, broker: NatsBroker, msg: Any) -> None:
-    """Answer one request; replied without headers, so that the size check is exact."""
-    answer = await daemon.queries.handle(msg.subject, msg.data)
-    await broker.connection.publish(msg.reply, answer)
 
 
 def _freeze_startup_objects() -> None:

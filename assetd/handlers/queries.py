@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from assetd.errors import QueryError
 from assetd.handlers.decode import pydantic_errors
 from assetd.registry import compare, reads, search
+from assetd.registry.answers import AnswerCache
 from assetd.schemas import wire
 from assetd.schemas.api import REQUESTS
 
@@ -41,8 +42,9 @@ class Queries:
                  max_lineage_edges: int = 50_000,
                  max_reply: Callable[[], int] = lambda: 1024 * 1024 - REPLY_SLACK,
                  events_stream: Callable[[str], Awaitable[str]] | None = None,
-                 executor: Executor | None = None) -> None:
+                 executor: Executor | None = None, cache: AnswerCache | None = None) -> None:
         self.engine, self.prefix, self.status = engine, prefix, status
+        self.cache = cache if cache is not None and cache.enabled else None
         self.executor = executor  # None: asyncio's default executor
         self.events_stream = events_stream
         self.max_reply = max_reply
@@ -57,6 +59,16 @@ class Queries:
         project = parsed[0] if parsed else None
         return project is None or reply.startswith(f"_INBOX.{project}.")
 
+    def cached(self, subject: str, payload: bytes) -> bytes | None:
+        """The reply to a ``resolve`` request kept from an earlier identical one, if the
+        registry has not changed since (no thread, no parsing: answered on the spot)."""
+        if self.cache is None or not subject.endswith(".resolve"):
+            return None
+        parsed = wire.parse_api(subject, self.prefix)
+        if parsed is None or parsed[0] is None:
+            return None
+        return self.cache.get((parsed[0], payload))
+
     async def handle(self, subject: str, payload: bytes) -> bytes:
         """Answer one NATS request on ``subject``."""
         project, method = wire.parse_api(subject, self.prefix) or (None, "")
@@ -66,18 +78,31 @@ class Queries:
                      payload: bytes) -> tuple[bytes, str | None]:
         """Answer one request, from NATS or HTTP alike: the reply and its error code (None
         when ``ok``); every failure becomes ``{"ok": false, "error": …}``."""
+        key, version = None, None
+        if self.cache is not None and method == "resolve" and project is not None:
+            key = (project, payload)
+            hit = self.cache.get(key)
+            if hit is not None:
+                return hit, None
+            version = self.cache.version()  # before the read: a change meanwhile outdates it
         try:
-            result = await self._answer(project, method, payload)
-            return self._fit(method, result), None
+            result, keep = await self._answer(project, method, payload)
+            reply = self._fit(method, result)
+            if key is not None and keep:
+                self.cache.put(key, reply, version)  # type: ignore[union-attr]
+            return reply, None
         except QueryError as exc:
             return error_reply(exc.code, exc.message), exc.code
         except Exception as exc:
             log.exception("query failed", project=project, method=method)
             return error_reply("internal", f"{type(exc).__name__}: {exc}"[:500]), "internal"
 
-    async def _answer(self, project: str | None, method: str, payload: bytes) -> Any:
+    async def _answer(self, project: str | None, method: str,
+                      payload: bytes) -> tuple[Any, bool]:
+        """The result, and whether it is a function of the registry's state alone (a
+        ``resolve`` without ``at``: its reply may be kept, see assetd/registry/answers.py)."""
         if method == "status":
-            return await self.status()
+            return await self.status(), False
         if project is None or method not in REQUESTS:
             fmt = wire.API_FORMAT.replace("<prefix>", self.prefix)
             raise QueryError("invalid", f"use {fmt} with method one of {', '.join(REQUESTS)}, "
@@ -96,9 +121,10 @@ class Queries:
             if self.events_stream is None:
                 raise QueryError("internal", "this daemon keeps no project streams")
             return {"stream": await self.events_stream(project),
-                    "subjects": wire.project_filter(self.prefix, "out", project)}
+                    "subjects": wire.project_filter(self.prefix, "out", project)}, False
         run = functools.partial(self._run, project, method, args)
-        return await asyncio.get_running_loop().run_in_executor(self.executor, run)
+        result = await asyncio.get_running_loop().run_in_executor(self.executor, run)
+        return result, method == "resolve" and args.get("at") is None
 
     def _fit(self, method: str, result: Any) -> bytes:
         """The reply, cut to ``max_reply()`` bytes where the method allows it."""

@@ -116,6 +116,13 @@ def api_pattern(prefix: str) -> str:
     return f"{prefix}.api.>"
 
 
+def changed_subject(prefix: str) -> str:
+    """Where each replica says "my registry writes committed" (core NATS, the replica's id
+    as the payload), so that the others' answer caches let go (assetd/registry/answers.py).
+    Under the daemon's own inbox prefix: nobody else needs it."""
+    return f"{DAEMON_INBOX}.{prefix}.changed"
+
+
 def project_stream(project: str) -> str:
     """The stream a project's services consume: its own outbound events, nothing else."""
     return f"{OUT_STREAM}_{project}"
