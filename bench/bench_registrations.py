@@ -90,6 +90,7 @@ async def run(n: int, assets: int, window: int, url: str, rate: float) -> dict[s
     js = nc.jetstream()
     sent: dict[str, float] = {}
     latencies: list[float] = []
+    events: list[tuple[float, float]] = []  # (publish time, latency), for --dump
     done = asyncio.Event()
     last_at = 0.0
 
@@ -98,7 +99,9 @@ async def run(n: int, assets: int, window: int, url: str, rate: float) -> dict[s
         now = time.perf_counter()
         cause = orjson.loads(msg.data)["causeid"]
         if cause in sent:
-            latencies.append(now - sent.pop(cause))
+            at = sent.pop(cause)
+            latencies.append(now - at)
+            events.append((at, now - at))
             last_at = now
             if len(latencies) == n:
                 done.set()
@@ -134,6 +137,7 @@ async def run(n: int, assets: int, window: int, url: str, rate: float) -> dict[s
         "p999_ms": percentile(lat, 0.999),
         "max_ms": 1000 * lat[-1],
         "mean_ms": 1000 * statistics.fmean(lat),
+        "events": [(round(at - first, 4), round(1000 * d, 2)) for at, d in events],
     }
 
 
@@ -189,6 +193,8 @@ def main() -> None:
     p.add_argument("--trace", action="store_true",
                    help="ASSETD_TRACE_STAGES=1 in the daemons: print where the time went")
     p.add_argument("--keep", action="store_true", help="keep the temp dir")
+    p.add_argument("--dump", type=Path, default=None,
+                   help="write each event's publish time (s from the first) and latency (ms)")
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up on kill, too
     n = int(args.rate * args.seconds) if args.rate and args.seconds else args.n
@@ -202,6 +208,8 @@ def main() -> None:
         rss = [rss_mb(proc.pid) for proc in group.procs]
         raw = None if args.no_raw else asyncio.run(
             raw_ceiling(group.url, n, args.window, args.raw_batch))
+    if args.dump is not None:
+        args.dump.write_bytes(orjson.dumps(result["events"]))
     pace = f"paced at {args.rate:,.0f}/s" if args.rate else "published as fast as possible"
     print(f"registrations: {result['n']} over {args.assets} assets, {pace} "
           f"({args.db}, {args.replicas} daemon{'s' if args.replicas > 1 else ''}, "

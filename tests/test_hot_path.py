@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import string
 import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
-from assetd.daemon.relay import Marks
+import orjson
+from sqlalchemy import Engine, func, insert, select
+
+from assetd.daemon.relay import Marks, OutboxRelay
+from assetd.daemon.supervisor import Supervisor
+from assetd.handlers.batch import Received, apply_batch
+from assetd.handlers.decode import decode
 from assetd.handlers.tx import _NS, outbound_id
+from assetd.registry.engine import make_engine
+from assetd.registry.migrate import upgrade
+from assetd.registry.tables import EDGE, INBOX, INSTANCE, OUTBOX
+from assetd.schemas import wire
 from assetd.schemas.inbound import AssetDefined, AssetRegistered
 from assetd.schemas.limits import Limits
 
@@ -44,3 +58,118 @@ def test_marks_skip_published_rows_until_written_and_requeue_on_failure() -> Non
     assert marks.queued == [1, 2] and marks.unmarked == {1, 2}
     marks.written(marks.take())
     assert marks.unmarked == set() and marks.queued == []
+
+
+def _registry(tmp_path: Path) -> Engine:
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    upgrade(url)
+    return make_engine(url)
+
+
+def _registration(asset: str, *, kind: str = "model",
+                  inputs: list[dict[str, str]] | None = None) -> Received:
+    subject = wire.in_subject("assetd", "p", "main", asset, "asset_registered")
+    payload = orjson.dumps({
+        "specversion": "1.0", "id": str(uuid.uuid4()), "source": "t",
+        "type": "asset_registered", "subject": asset, "project": "p",
+        "data": {"kind": kind, "inputs": inputs or []}})
+    rec = Received(tokens=wire.parse_in(subject, "assetd"), seq=1, delivered=1)
+    rec.item = decode(subject, payload, prefix="assetd", max_bytes=1 << 20)
+    return rec
+
+
+def _instances(engine: Engine) -> list[tuple[int, str, int]]:
+    with engine.connect() as conn:
+        return [(r.id, r.asset, r.version) for r in conn.execute(
+            select(INSTANCE).order_by(INSTANCE.c.id))]
+
+
+def test_an_optimistic_batch_gives_the_ids_and_edges_one_by_one_would(tmp_path: Path) -> None:
+    """Without savepoints, new instances go in together with the ids SQLite would have given
+    them; an input registered earlier in the same batch resolves to its row."""
+    engine = _registry(tmp_path)
+    apply_batch(engine, [_registration("a")], prefix="assetd", max_deliver=5)
+    batch = [_registration("a"), _registration("b"),
+             _registration("c", inputs=[{"asset": "a", "instance": "v2"}]),
+             _registration("a")]
+    written: list[tuple[int, str, str, bytes]] = []
+    apply_batch(engine, batch, prefix="assetd", max_deliver=5, written=written)
+    assert [r.outcome for r in batch] == ["applied"] * 4
+    assert _instances(engine) == [(1, "a", 1), (2, "a", 2), (3, "b", 1), (4, "c", 1),
+                                  (5, "a", 3)]
+    with engine.connect() as conn:
+        edges = [(e.upstream_id, e.downstream_id) for e in conn.execute(select(EDGE))]
+        outbox = [(r.seq, r.id) for r in conn.execute(select(OUTBOX).order_by(OUTBOX.c.seq))]
+    assert edges == [(2, 4)]
+    assert [(seq, oid) for seq, oid, _, _ in written] == outbox[1:], "the rows it committed"
+
+
+def test_a_batch_with_a_refused_event_is_applied_again_event_by_event(tmp_path: Path) -> None:
+    """One refused event undoes nothing of its neighbours: the batch is applied again with a
+    savepoint per event, and only the refused event's change is missing."""
+    engine = _registry(tmp_path)
+    batch = [_registration("a"), _registration("a", kind="data"), _registration("a"),
+             _registration("b", inputs=[{"asset": "a", "instance": "v9"}]),
+             _registration("b")]
+    apply_batch(engine, batch, prefix="assetd", max_deliver=5)
+    assert [r.outcome for r in batch] == ["applied", "rejected", "applied", "rejected",
+                                          "applied"]
+    assert [(a, v) for _, a, v in _instances(engine)] == [("a", 1), ("a", 2), ("b", 1)]
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(INBOX)).scalar() == 3
+        types = [orjson.loads(p)["type"] for p in conn.execute(select(OUTBOX.c.payload)).scalars()]
+    assert sorted(types) == ["event_rejected"] * 2 + ["instance_created"] * 3
+
+
+class _Js:
+    """A JetStream stand-in that acknowledges every publish at once."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    async def publish_async(self, subject: str, payload: bytes,
+                            headers: dict[str, str]) -> asyncio.Future[None]:
+        self.ids.append(headers["Nats-Msg-Id"])
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+async def test_the_relay_publishes_handed_rows_without_reading_them_back(
+        tmp_path: Path) -> None:
+    """After a read that found every pending row, the rows a batch hands over are published
+    as they are; any other wake (the scheduler's) reads the outbox again."""
+    engine = _registry(tmp_path)
+    js = _Js()
+    relay = OutboxRelay(writer=engine, reader=engine, js=lambda: js, supervisor=Supervisor())
+    reads = 0
+    pending = relay._pending
+
+    def counted(skip: set[int]) -> Any:
+        nonlocal reads
+        reads += 1
+        return pending(skip)
+
+    relay._pending = counted  # type: ignore[method-assign]
+    first: list[tuple[int, str, str, bytes]] = []
+    apply_batch(engine, [_registration("a")], prefix="assetd", max_deliver=5, written=first)
+    await relay.flush()  # not caught up yet (a start): it reads
+    assert reads == 1 and js.ids == [first[0][1]]
+    second: list[tuple[int, str, str, bytes]] = []
+    apply_batch(engine, [_registration("a"), _registration("b")], prefix="assetd",
+                max_deliver=5, written=second)
+    relay.marks.hand(second)
+    relay.wake()
+    await relay.flush()
+    assert reads == 1 and js.ids == [r[1] for r in first + second]
+    with engine.begin() as conn:  # a row of the scheduler's: it wakes the relay alone
+        conn.execute(insert(OUTBOX), [{"id": "x", "subject": "s", "payload": b"{}",
+                                       "created_at": datetime.now(UTC)}])
+    relay.wake()
+    await relay.flush()
+    assert reads == 2 and js.ids[-1] == "x" and len(js.ids) == 4
+    relay._stopping = True
+    await relay.flush()  # at stop the marks are written
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(OUTBOX)
+                            .where(OUTBOX.c.published_at.is_(None))).scalar() == 0

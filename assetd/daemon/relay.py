@@ -18,6 +18,10 @@ from assetd.schemas import wire
 
 LOOP = "relay"
 log = structlog.get_logger("assetd.relay")
+Row = tuple[int, str, str, bytes]  # an outbox row: (seq, id, subject, payload)
+# SQLite: how long the relay leaves its published marks for the next ingest batch to write
+# before it writes them itself (a write of its own queues for the one writer's lock)
+MARK_DELAY = 0.25
 
 
 class Marks:
@@ -35,10 +39,22 @@ class Marks:
     def __init__(self) -> None:
         self.unmarked: set[int] = set()
         self.queued: list[int] = []
+        self.queued_at = 0.0  # when the oldest queued mark was queued (``time.monotonic``)
         self.ingesting = False  # an ingest batch is in hand (it will take the queued marks)
+        # The outbox rows a batch committed, handed over by the ingest (the relay publishes
+        # them without reading them back) and whether the next wake is that batch's
+        self.handed: list[Row] = []
+        self.handing = False
+
+    def hand(self, rows: list[Row]) -> None:
+        """A batch committed ``rows`` (after its commit, before waking the relay)."""
+        self.handed += rows
+        self.handing = True
 
     def published(self, seqs: list[int]) -> None:
         """JetStream acknowledged these rows."""
+        if not self.queued:
+            self.queued_at = time.monotonic()
         self.unmarked.update(seqs)
         self.queued += seqs
 
@@ -53,6 +69,8 @@ class Marks:
 
     def failed(self, seqs: list[int]) -> None:
         """The transaction that was to write ``seqs`` did not commit: queue them again."""
+        if seqs and not self.queued:
+            self.queued_at = time.monotonic()
         self.queued += seqs
 
 
@@ -61,6 +79,12 @@ class OutboxRelay:
 
     A crash between publish and mark re-publishes the same ids, which JetStream drops
     inside its duplicate window; subscribers dedupe by id beyond it.
+
+    Once a read of the pending rows found them all (and they were published), the rows the
+    ingest hands over after each commit (:meth:`Marks.hand`) are all that is new from this
+    daemon: the relay publishes them as they are, without reading them back. Any other wake
+    (the scheduler's jobs and outbox sweep), a start, a failure or a backlog larger than a
+    read goes back to reading the outbox.
     """
 
     def __init__(self, *, writer: Engine, reader: Engine, js: Callable[[], Any],
@@ -80,10 +104,17 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._started = False
         self._stopping = False
+        self._caught_up = False  # the last read found every pending row, now published
+        self._read = True  # a wake from elsewhere than the ingest: read the outbox
+        self._high = 0  # the highest seq read or published: a handed row up to it is old
         self.published = 0
 
     def wake(self) -> None:
         """Tell the relay new rows were committed."""
+        if self.marks.handing:
+            self.marks.handing = False  # the ingest's wake: its rows are handed over
+        else:
+            self._read = True
         if not self._wake.is_set():
             self._woken = time.perf_counter()
         self._wake.set()
@@ -103,11 +134,18 @@ class OutboxRelay:
             await self.supervisor.stop(LOOP)
 
     async def _run(self) -> None:
+        self._caught_up = False  # a start, or a retry after a failure: read the outbox
         while True:
             await self.flush()
             if self._stopping:
                 return
-            await self._wake.wait()  # after each commit, and the scheduler's outbox sweep
+            # after each commit, the scheduler's outbox sweep, and when marks are due
+            due = (self.marks.queued_at + MARK_DELAY - time.monotonic()
+                   if self.marks.queued else None)
+            try:
+                await asyncio.wait_for(self._wake.wait(), due)
+            except TimeoutError:
+                continue
             self._wake.clear()
             self._lag = time.perf_counter() - self._woken
 
@@ -116,8 +154,7 @@ class OutboxRelay:
         total = 0
         while True:
             t0 = time.perf_counter()
-            # a copy, made here: the loop changes the set while the thread reads
-            rows = await asyncio.to_thread(self._pending, set(self.marks.unmarked))
+            rows, complete = await self._next_rows()
             if not rows:
                 await self._settle()
                 return total
@@ -131,6 +168,9 @@ class OutboxRelay:
             ]
             await asyncio.wait_for(asyncio.gather(*futures), self.publish_timeout)
             t2 = time.perf_counter()
+            self._high = max(self._high, rows[-1][0])
+            if complete is not None:
+                self._caught_up = complete
             self.marks.published([seq for seq, *_ in rows])
             await self._settle()
             if self.trace:
@@ -146,10 +186,33 @@ class OutboxRelay:
             if self.metrics is not None:
                 self.metrics.published.inc(len(rows))
 
+    async def _next_rows(self) -> tuple[list[Row], bool | None]:
+        """The next rows to publish, and (after a read) whether that read found them all."""
+        handed = self.marks.handed
+        if self._caught_up and not self._read:
+            while handed and handed[0][0] <= self._high:  # already read (and published)
+                del handed[0]
+            rows = handed[: self.batch]
+            del handed[: self.batch]
+            return rows, None
+        self._read = False
+        self._caught_up = False
+        high = self._high
+        # a copy, made here: the loop changes the set while the thread reads
+        rows, complete = await asyncio.to_thread(self._pending, set(self.marks.unmarked))
+        if rows:
+            high = max(high, rows[-1][0])
+        self.marks.handed = [r for r in self.marks.handed if r[0] > high]
+        return rows, complete
+
     async def _settle(self) -> None:
-        """Write the queued marks now, unless an ingest batch in hand will take them."""
-        if not self.marks.queued or (self.fold_marks and self.marks.ingesting
-                                     and not self._stopping):
+        """Write the queued marks, unless the next ingest batch will take them: one in hand,
+        or (SQLite) one expected within ``MARK_DELAY``."""
+        if not self.marks.queued:
+            return
+        if self.fold_marks and not self._stopping and (
+                self.marks.ingesting
+                or time.monotonic() - self.marks.queued_at < MARK_DELAY):
             return
         seqs = self.marks.take()
         try:
@@ -159,11 +222,14 @@ class OutboxRelay:
             raise
         self.marks.written(seqs)
 
-    def _pending(self, skip: set[int]) -> list[tuple[int, str, str, bytes]]:
-        """The oldest pending rows, less those published whose marks are not written yet."""
+    def _pending(self, skip: set[int]) -> tuple[list[Row], bool]:
+        """The oldest pending rows, less those published whose marks are not written yet;
+        and whether they are all of them."""
+        limit = self.batch + len(skip)
         with self.reader.connect() as conn:
-            rows = repo.outbox_pending(conn, limit=self.batch + len(skip))
-        return [row for row in rows if row[0] not in skip][: self.batch]
+            rows = repo.outbox_pending(conn, limit=limit)
+        fresh = [row for row in rows if row[0] not in skip]
+        return fresh[: self.batch], len(rows) < limit and len(fresh) <= self.batch
 
     def _mark(self, seqs: list[int]) -> None:
         with self.writer.begin() as conn:

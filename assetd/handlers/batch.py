@@ -22,6 +22,7 @@ from assetd.handlers.quality import on_drift, on_quality
 from assetd.handlers.registration import on_defined, on_registered
 from assetd.handlers.tx import Tx, outbound
 from assetd.registry import repo
+from assetd.registry.engine import database_fault
 from assetd.rules.loader import LoadedRules
 from assetd.schemas import wire
 from assetd.schemas.outbound import EventRejected
@@ -63,41 +64,85 @@ class Received:
 def apply_batch(engine: Engine, batch: list[Received], *, prefix: str, max_deliver: int,
                 rules: LoadedRules | None = None,
                 stages: dict[str, float] | None = None,
-                marks: list[int] | None = None) -> Counter[str]:
+                marks: list[int] | None = None,
+                written: list[tuple[int, str, str, bytes]] | None = None) -> Counter[str]:
     """Apply ``batch`` and set each message's outcome; raise on a database failure (retry all).
 
+    First optimistically, without a savepoint per event (on SQLite with the new instances in
+    one statement): when every event applies, that is the batch's transaction. When one
+    fails (bad input found by its handler, a constraint, a bug), that transaction is rolled
+    back and the batch applied again with a savepoint per event, so that the failing event
+    alone is refused or retried. Either way one transaction commits, before any ack.
+
     ``marks``: outbox seqs the relay published, marked in this transaction (SQLite has one
-    writer; a transaction of their own would queue behind this one).
+    writer; a transaction of their own would queue behind this one). ``written`` (when
+    given) gets the outbox rows the committed transaction wrote, in seq order.
 
     Returns the rule decisions of the committed events, by outcome. ``stages`` (when given)
     gets the ``perf_counter`` at which the transaction was asked for (``begin``), began
     (``locked``), its statements were done (``applied``) and its commit returned
     (``committed``)."""
+    try:
+        return _attempt(engine, batch, prefix=prefix, max_deliver=max_deliver, rules=rules,
+                        stages=stages, marks=marks, written=written, optimistic=True)
+    except _RedoError:
+        for rec in batch:
+            rec.outcome, rec.error, rec.errors, rec.result = "retry", None, [], None
+        return _attempt(engine, batch, prefix=prefix, max_deliver=max_deliver, rules=rules,
+                        stages=stages, marks=marks, written=written, optimistic=False)
+
+
+class _RedoError(Exception):
+    """An event failed in an optimistic batch: apply the batch again, a savepoint per event."""
+
+
+def _attempt(engine: Engine, batch: list[Received], *, prefix: str, max_deliver: int,
+             rules: LoadedRules | None, stages: dict[str, float] | None,
+             marks: list[int] | None, written: list[tuple[int, str, str, bytes]] | None,
+             optimistic: bool) -> Counter[str]:
     if stages is not None:
         stages["begin"] = time.perf_counter()
     with engine.begin() as conn:
         if stages is not None:
             stages["locked"] = time.perf_counter()  # SQLite: BEGIN IMMEDIATE has the lock
-        tx = Tx(conn=conn, now=datetime.now(UTC), prefix=prefix, rules=rules)
-        inbox = _BatchInbox.read(conn, batch) if conn.dialect.name == "sqlite" else None
-        for rec in batch:
-            if rec.rejection is None and rec.item is not None:
-                _apply_one(tx, rec, max_deliver, inbox)
-            elif rec.rejection is not None:
-                rec.reject(rec.rejection)
-            if rec.outcome == "rejected":
-                _queue_rejection(tx, rec)
-        if inbox is not None:
-            repo.inbox_insert(conn, rows=inbox.rows)
-        tx.flush()
-        repo.outcomes_add(conn, rows=rows(batch, now=tx.now))
-        if marks:
-            repo.outbox_mark_published(conn, seqs=marks, now=tx.now)
+        sqlite = conn.dialect.name == "sqlite"
+        tx = Tx(conn=conn, now=datetime.now(UTC), prefix=prefix, rules=rules,
+                defer_instances=optimistic and sqlite)
+        try:
+            _statements(tx, batch, max_deliver, marks, optimistic)
+        except Exception as exc:  # e.g. the batch's instances refused by a constraint
+            if optimistic and database_fault(exc) is None:
+                raise _RedoError(f"{type(exc).__name__}: {exc}"[:500]) from exc
+            raise  # the database itself: the whole batch is retried (inbound.py)
         if stages is not None:
             stages["applied"] = time.perf_counter()
     if stages is not None:
         stages["committed"] = time.perf_counter()
+    if written is not None:
+        written += tx.written
     return tx.decisions
+
+
+def _statements(tx: Tx, batch: list[Received], max_deliver: int, marks: list[int] | None,
+                optimistic: bool) -> None:
+    conn = tx.conn
+    inbox = _BatchInbox.read(conn, batch) if conn.dialect.name == "sqlite" else None
+    for rec in batch:
+        if rec.rejection is None and rec.item is not None:
+            if optimistic:
+                _apply_optimistic(tx, rec, inbox)
+            else:
+                _apply_one(tx, rec, max_deliver, inbox)
+        elif rec.rejection is not None:
+            rec.reject(rec.rejection)
+        if rec.outcome == "rejected":
+            _queue_rejection(tx, rec)
+    if inbox is not None:
+        repo.inbox_insert(conn, rows=inbox.rows)
+    tx.flush()
+    repo.outcomes_add(conn, rows=rows(batch, now=tx.now))
+    if marks:
+        repo.outbox_mark_published(conn, seqs=marks, now=tx.now)
 
 
 class _BatchInbox:
@@ -122,6 +167,28 @@ class _BatchInbox:
         self.seen.add((ev.project, ev.id))
         self.rows.append({"project": ev.project, "event_id": ev.id, "type": ev.type,
                           "applied_at": now})
+
+
+def _apply_optimistic(tx: Tx, rec: Received, inbox: _BatchInbox | None) -> None:
+    """One event without a savepoint: any failure ends the attempt (see ``_attempt``)."""
+    assert rec.item is not None
+    ev = rec.item.event
+    handler = HANDLERS[ev.type]  # decode() refused every type without a handler
+    if inbox is not None and (ev.project, ev.id) in inbox.seen:
+        rec.outcome = "duplicate"
+        return
+    if inbox is None and not repo.inbox_add(tx.conn, project=ev.project, event_id=ev.id,
+                                            type_=ev.type, now=tx.now):
+        rec.outcome = "duplicate"
+        return
+    if ev.type != "asset_registered":
+        tx.write_instances()  # other handlers read instances (and edges) of the batch
+    tx.trace = ev.trace()  # carried to every outbound event this one causes
+    rec.result = applied(tx, rec.item, handler(tx, rec.item))
+    tx.keep()
+    if inbox is not None:
+        inbox.applied(ev, tx.now)
+    rec.outcome = "applied"
 
 
 def _apply_one(tx: Tx, rec: Received, max_deliver: int, inbox: _BatchInbox | None) -> None:

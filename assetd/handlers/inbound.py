@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from assetd.config import Settings, limits
-from assetd.daemon.relay import Marks
+from assetd.daemon.relay import Marks, Row
 from assetd.errors import RejectedError
 from assetd.handlers.batch import Received, apply_batch, give_up, rejection_row
 from assetd.handlers.deadletter import dead_letter_copy
@@ -55,8 +55,8 @@ class Ingest:
         if self.marks is not None:
             self.marks.ingesting = True
         try:
-            batch, decisions = await asyncio.to_thread(self._decode_and_apply, msgs, stages,
-                                                       marks)
+            batch, decisions, written = await asyncio.to_thread(self._decode_and_apply, msgs,
+                                                                stages, marks)
         except BaseException as exc:  # the database (or the code) failed the whole batch
             self._release(marks, committed=False)
             if not isinstance(exc, Exception):  # cancelled: the daemon is stopping
@@ -68,6 +68,8 @@ class Ingest:
             await self._batch_failed(msgs, exc)
             return
         self._release(marks, committed=True)
+        if self.marks is not None:  # (and the wake that follows is this batch's)
+            self.marks.hand(written)  # the relay publishes them without reading them back
         self.on_committed()  # the relay starts on the committed rows while this one acks
         await self._dead_letter(msgs, batch)
         self._observe(batch, decisions, time.perf_counter() - started)
@@ -165,7 +167,7 @@ class Ingest:
 
     def _decode_and_apply(self, msgs: list[Any], stages: dict[str, float] | None = None,
                           marks: list[int] | None = None,
-                          ) -> tuple[list[Received], Counter[str]]:
+                          ) -> tuple[list[Received], Counter[str], list[Row]]:
         s = self.settings
         if stages is not None:
             stages["thread"] = time.perf_counter()
@@ -183,10 +185,11 @@ class Ingest:
                 if len(m.data) <= s.max_message_bytes:
                     read_ids(tok, m.data)
             batch.append(rec)
+        written: list[Row] = []
         decisions = apply_batch(self.engine, batch, prefix=s.subject_prefix,
                                 max_deliver=s.max_deliver, rules=self.rules(), stages=stages,
-                                marks=marks)
-        return batch, decisions
+                                marks=marks, written=written)
+        return batch, decisions, written
 
     async def _dead_letter(self, msgs: list[Any], batch: list[Received]) -> None:
         """Copy each rejected message to ``ASSETD_DLQ`` with its reason, sized to fit."""

@@ -66,20 +66,16 @@ def create_instance(
         raise RejectedError(
             f"asset {asset} is defined as {known}; this registration says {kind}")
     version = tx.next_version(project, branch, asset)
-    instance_id = repo.insert_instance(tx.conn, values={
+    instance_id = tx.insert_instance({
         "project": project, "branch": branch, "asset": asset, "version": version,
         "kind": kind, "state": state, "validity": "valid", "annotations": annotations,
         "tags": tags, "reference": reference, "producer": producer, "event_id": cause,
         "created_at": tx.now, "updated_at": tx.now,
-    })
+    }, [{"project": project, "relation": "input", "upstream_id": up_id,
+         "consumer": None, "consumer_info": None, "event_id": cause, "created_at": tx.now}
+        for up_id, _ in inputs])
     tx.took_version(project, branch, asset, version)
     tx.stats.created((project, branch, asset), version if state == "ready" else None)
-    repo.insert_edges(tx.conn, rows=[
-        {"project": project, "relation": "input", "upstream_id": up_id,
-         "downstream_id": instance_id, "consumer": None, "consumer_info": None,
-         "event_id": cause, "created_at": tx.now}
-        for up_id, _ in inputs
-    ])
     tx.emit(project=project, branch=branch, asset=asset, cause=cause,
             data=InstanceCreated(
                 instance=f"v{version}", version=version, kind=kind,
@@ -93,6 +89,8 @@ def create_instance(
 def _resolve_inputs(tx: Tx, item: Inbound) -> list[tuple[int, ResolvedInput]]:
     ev, data = item.event, item.data
     resolved: list[tuple[int, ResolvedInput]] = []
+    if data.inputs:
+        tx.write_instances()  # an input may be an instance of this batch
     for i, ref in enumerate(data.inputs):
         branch = ref.branch or ev.branch
         try:

@@ -49,6 +49,7 @@ def after_ready(tx: Tx, inst: InstanceRef, *, cause: str) -> list[Decision]:
     found = matched(tx, inst)
     if found is None:
         return []
+    tx.write_instances()  # what follows reads and refers to the instance
     name, rule = found
     if rule.drift and (score := numeric(inst.annotations.get(rule.drift.metric))) is not None:
         drift_step(tx, inst, name, rule, score, cause=cause)

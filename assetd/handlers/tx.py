@@ -102,6 +102,15 @@ class Tx:
     # (type, asset, branch, data) of each event the current inbound event queued
     emitted: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
     stats: counters.Pending = field(default_factory=counters.Pending)  # the per-asset counters
+    # SQLite, a batch applied without savepoints: new instances (with their ids given here,
+    # under the write lock) and their edges are written in one statement each, before
+    # anything reads them (write_instances)
+    defer_instances: bool = False
+    pending_instances: list[dict[str, Any]] = field(default_factory=list)
+    pending_edges: list[dict[str, Any]] = field(default_factory=list)
+    _next_id: int | None = None
+    # the outbox rows the batch wrote, (seq, id, subject, payload): the relay's, once committed
+    written: list[tuple[int, str, str, bytes]] = field(default_factory=list)
 
     def emit(
         self, *, project: str, branch: str, asset: str, cause: str | None,
@@ -131,10 +140,35 @@ class Tx:
         self.decided = []
         self.stats.keep()
 
+    def insert_instance(self, values: dict[str, Any], edges: list[dict[str, Any]]) -> int:
+        """Insert an instance and its input edges (``downstream_id`` is set here); return its
+        id. Deferred (see ``defer_instances``) or at once."""
+        if not self.defer_instances:
+            instance_id = repo.insert_instance(self.conn, values=values)
+            repo.insert_edges(self.conn, rows=[{**e, "downstream_id": instance_id}
+                                               for e in edges])
+            return instance_id
+        if self._next_id is None:
+            self._next_id = repo.next_instance_id(self.conn)
+        instance_id, self._next_id = self._next_id, self._next_id + 1
+        self.pending_instances.append({**values, "id": instance_id})
+        self.pending_edges += [{**e, "downstream_id": instance_id} for e in edges]
+        return instance_id
+
+    def write_instances(self) -> None:
+        """Write the deferred instances, then their edges: call before any statement that
+        reads instances or edges, or refers to them."""
+        if self.pending_instances:
+            repo.insert_instances(self.conn, rows=self.pending_instances)
+            repo.insert_edges(self.conn, rows=self.pending_edges)
+            self.pending_instances, self.pending_edges = [], []
+        self._next_id = None  # another insert may follow: read the next id again
+
     def flush(self) -> None:
         """Write every kept outbound event of the batch in one statement, and the per-asset
         counters the batch changed."""
-        repo.outbox_add(self.conn, rows=self.committed_outbox)
+        self.write_instances()
+        self.written += repo.outbox_add(self.conn, rows=self.committed_outbox)
         self.committed_outbox = []
         self.stats.write(self.conn)
 
