@@ -12,7 +12,8 @@ PostgreSQL database with ``--db postgres``), fills the registry by publishing re
 - ``resolve vN`` of instances all over the registry, no request asked twice: the same
   without the cache;
 - ``assets`` latency (one caller);
-- ``resolve`` p50/p99 at the same concurrency while deep ``lineage`` queries run back to back.
+- ``resolve`` p50/p99 at the same concurrency while another client (a process of its own)
+  runs deep ``lineage`` queries back to back.
 
     .venv/bin/python bench/bench_queries.py --db sqlite --instances 10000,1000000
 """
@@ -101,29 +102,40 @@ LINEAGE = orjson.dumps({"asset": "lin_0", "instance": "v1", "direction": "downst
                         "depth": LEVELS})
 
 
-async def during_lineage(nc: Any, n: int, seconds: float) -> dict[str, float]:
-    """Resolve at ``n`` callers while one caller runs deep lineage queries back to back."""
-    stop, took, nodes = False, [], []
+WALKER = """
+import asyncio, sys, time, json, nats
+async def main():
+    url, subject, body, seconds = sys.argv[1], sys.argv[2], sys.argv[3].encode(), float(sys.argv[4])
+    nc = await nats.connect(url, inbox_prefix="_INBOX.bench")
+    took, nodes, end = [], 0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        reply = await nc.request(subject, body, timeout=60)
+        took.append(time.perf_counter() - t)
+        assert reply.data.startswith(b'{"ok":true'), reply.data[:300]
+        nodes = max(nodes, len(json.loads(reply.data)["result"]["nodes"]))
+    await nc.close()
+    print(json.dumps({"ms": 1000 * sum(took) / len(took), "n": len(took), "nodes": nodes}))
+asyncio.run(main())
+"""
 
-    async def walker() -> None:
-        while not stop:
-            t = time.perf_counter()
-            reply = await nc.request(api("lineage"), LINEAGE, timeout=60)
-            took.append(time.perf_counter() - t)
-            assert reply.data.startswith(b'{"ok":true'), reply.data[:300]
-            nodes.append(len(orjson.loads(reply.data)["result"]["nodes"]))
 
-    task = asyncio.create_task(walker())
+async def during_lineage(nc: Any, url: str, n: int, seconds: float) -> dict[str, float]:
+    """Resolve at ``n`` callers while another client (a process of its own, like a dashboard
+    beside the model servers) runs deep lineage queries back to back."""
+    walker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", WALKER, url, api("lineage"), LINEAGE.decode(), str(seconds + 0.4),
+        stdout=subprocess.PIPE)
     await asyncio.sleep(0.2)
     rps, lat = await callers(nc, api("resolve"), RESOLVE, n, seconds)
-    stop = True
-    await task
+    out, _ = await walker.communicate()
+    assert walker.returncode == 0, "the lineage walker failed"
+    walk = orjson.loads(out)
     return {"rps": rps, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99),
-            "lineage_ms": 1000 * sum(took) / len(took), "lineage_n": len(took),
-            "lineage_nodes": max(nodes)}
+            "lineage_ms": walk["ms"], "lineage_n": walk["n"], "lineage_nodes": walk["nodes"]}
 
 
-async def measure(nc: Any, n: int, seconds: float, size: int) -> dict[str, Any]:
+async def measure(nc: Any, url: str, n: int, seconds: float, size: int) -> dict[str, Any]:
     """Every figure at the registry's current size."""
     out: dict[str, Any] = {}
     rps, lat = await callers(nc, "bench.echo", [b"{}"], n, seconds)
@@ -136,7 +148,7 @@ async def measure(nc: Any, n: int, seconds: float, size: int) -> dict[str, Any]:
     out["resolve1"] = {"rps": rps, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99)}
     _, lat = await callers(nc, api("assets"), [b"{}"], 1, seconds / 2)
     out["assets"] = {"n": len(lat), "p50": pct(lat, 0.5), "p99": pct(lat, 0.99)}
-    out["lineage"] = await during_lineage(nc, n, seconds)
+    out["lineage"] = await during_lineage(nc, url, n, seconds)
     return out
 
 
@@ -174,13 +186,13 @@ async def run(url: str, sizes: list[int], callers_n: int, seconds: float,
             took, rate = await fill(nc, js, start=done, stop=size, assets=10, base=base,
                                     window=window)
             done = size
-            m = await measure(nc, callers_n, seconds, size)
+            m = await measure(nc, url, callers_n, seconds, size)
             report(size, took, rate, m)
             results.append({"instances": size, "fill_s": took, **m})
         if bulk:  # NOT through the apply path: see --bulk-to
             took = await asyncio.to_thread(bulk_fill, bulk[0], start=done, stop=bulk[1],
                                            assets=10)
-            m = await measure(nc, callers_n, seconds, bulk[1])
+            m = await measure(nc, url, callers_n, seconds, bulk[1])
             report(bulk[1], took, (bulk[1] - done) / took, m,
                    how=f"rows/s by bulk insert from {done:,}, NOT through the apply path")
             results.append({"instances": bulk[1], "fill_s": took, **m})

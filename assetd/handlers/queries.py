@@ -24,6 +24,8 @@ from assetd.schemas.api import REQUESTS
 log = structlog.get_logger("assetd.api")
 # Room for the reply's protocol line (NATS counts headers against max_payload too).
 REPLY_SLACK = 4096
+# Methods whose replies can be up to a megabyte (a graph, a page of instances)
+_LARGE = frozenset({"lineage", "instances", "compare", "timeline", "decisions"})
 _INBOX = re.compile(r"_INBOX(\.[A-Za-z0-9_~/@+-]{1,64}){1,8}")
 
 
@@ -87,7 +89,11 @@ class Queries:
             version = self.cache.version()  # before the read: a change meanwhile outdates it
         try:
             result, keep = await self._answer(project, method, payload)
-            reply = self._fit(method, result)
+            if method in _LARGE:  # serialised beside the read, not on the event loop
+                reply = await asyncio.get_running_loop().run_in_executor(
+                    self.executor, self._fit, method, result)
+            else:
+                reply = self._fit(method, result)
             if key is not None and keep:
                 self.cache.put(key, reply, version)  # type: ignore[union-attr]
             return reply, None
