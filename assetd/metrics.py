@@ -9,7 +9,7 @@ outbox): exported by the scheduler-lease holder only, so that each is counted on
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import (
     CollectorRegistry,
@@ -23,6 +23,7 @@ from prometheus_client import (
     ProcessCollector,
     disable_created_metrics,
 )
+from prometheus_client.core import CounterMetricFamily
 
 import assetd
 
@@ -45,6 +46,23 @@ class LeaseHolderCollector:
         if self.holding:
             for gauge in self.gauges:
                 yield from gauge.collect()
+
+
+class AnswerCacheCollector:
+    """``resolve`` answers served from the answer cache, and those read from the registry."""
+
+    def __init__(self, counts: Callable[[], tuple[int, int]]) -> None:
+        self.counts = counts
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self.collect())
+
+    def collect(self) -> Iterator[Metric]:
+        hits, misses = self.counts()
+        for name, text, value in (("hits", "served from the answer cache", hits),
+                                  ("misses", "read from the registry", misses)):
+            yield CounterMetricFamily(f"assetd_query_cache_{name}",
+                                      f"resolve answers {text}", value=value)
 
 
 class Metrics:
@@ -96,6 +114,10 @@ class Metrics:
         GCCollector(registry=r)
         self.build = Info("assetd_build", "The assetd build serving these metrics", registry=r)
         self.build.info({"version": assetd.__version__, "python": platform.python_version()})
+
+    def track_answers(self, counts: Callable[[], tuple[int, int]]) -> None:
+        """Export the answer cache's hits and misses (``counts`` returns both)."""
+        self.registry.register(AnswerCacheCollector(counts))
 
     def update_shared(self, *, holder: bool, lag: int | None, outbox: int | None,
                       dlq: int | None) -> None:

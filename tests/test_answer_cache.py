@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import generate_latest
 
 from assetd.client import AssetClient
 from assetd.daemon.app import Daemon
@@ -56,6 +57,10 @@ async def test_a_kept_answer_never_outlives_a_commit(daemon: Daemon,
         found = await client.peek("features", "@champion", at=datetime.now(UTC))
         assert found["instance"] == "v1"
     assert daemon.answers.hits == hits, "an answer with `at` is not kept"
+    exposed = generate_latest(daemon.metrics.registry).decode()
+    assert f"assetd_query_cache_hits_total {float(hits)}" in exposed, exposed
+    assert f"assetd_query_cache_misses_total {float(daemon.answers.misses)}" in exposed
+    assert daemon.answers.misses >= 7  # each first resolve after a change, and the `at`s
 
 
 async def test_sqlite_sees_a_change_made_outside_the_daemon(

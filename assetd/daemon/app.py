@@ -80,6 +80,7 @@ class Daemon:
                                    error_cb=self.watch.error,
                                    reconnected_cb=self._reconnected)
         self.metrics = Metrics()
+        self.metrics.track_answers(lambda: (self.answers.hits, self.answers.misses))
         self.supervisor = Supervisor(metrics=self.metrics)
         self.relay = OutboxRelay(writer=self.writer, reader=self.reader, js=self._js,
                                  supervisor=self.supervisor, connected=self._connected,

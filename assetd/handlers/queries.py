@@ -69,7 +69,7 @@ class Queries:
         parsed = wire.parse_api(subject, self.prefix)
         if parsed is None or parsed[0] is None:
             return None
-        return self.cache.get((parsed[0], payload))
+        return self.cache.get((parsed[0], payload), count_miss=False)
 
     async def handle(self, subject: str, payload: bytes) -> bytes:
         """Answer one NATS request on ``subject``."""

@@ -57,17 +57,15 @@ class AnswerCache:
         """The registry's version now; ``None``: do not use the cache now."""
         raise NotImplementedError
 
-    def get(self, key: Key) -> bytes | None:
-        """The reply stored for ``key`` if the registry has not changed since."""
+    def get(self, key: Key, *, count_miss: bool = True) -> bytes | None:
+        """The reply stored for ``key`` if the registry has not changed since
+        (``count_miss`` False: a first look, the miss is counted by the one after it)."""
         if not self.enabled:
             return None
         found = self._entries.get(key)
-        if found is None:
-            self.misses += 1
-            return None
-        now = self.version()
-        if now is None or found[0] != now:
-            self.misses += 1
+        now = None if found is None else self.version()
+        if found is None or now is None or found[0] != now:
+            self.misses += count_miss
             return None
         self.hits += 1
         return found[1]
