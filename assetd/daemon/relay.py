@@ -139,9 +139,10 @@ class OutboxRelay:
             await self.flush()
             if self._stopping:
                 return
-            # after each commit, the scheduler's outbox sweep, and when marks are due
-            due = (self.marks.queued_at + MARK_DELAY - time.monotonic()
-                   if self.marks.queued else None)
+            # after each commit, the scheduler's outbox sweep, and when marks are due (not
+            # while a batch is in hand: it takes them, or its commit wakes the relay after)
+            due = (max(0.01, self.marks.queued_at + MARK_DELAY - time.monotonic())
+                   if self.marks.queued and not self.marks.ingesting else None)
             try:
                 await asyncio.wait_for(self._wake.wait(), due)
             except TimeoutError:
