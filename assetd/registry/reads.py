@@ -168,6 +168,11 @@ def lineage(conn: Connection, *, project: str, branch: str, asset: str, selector
     The walk stops at ``max_nodes`` nodes or ``max_edges`` edges; ``truncated`` says so."""
     if depth > max_depth:
         raise InvalidError(f"depth {depth} is over the limit of {max_depth}")
+    if conn.dialect.name == "postgresql":
+        # psycopg prepares a statement run 5 times; PostgreSQL's generic plan for it then
+        # tests `IN (…200 ids…)` by a linear search per row instead of a hash of the
+        # values: ~8 ms a level. Plans made for each level's ids halve a 4,001-node walk.
+        conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
     start = repo.resolve(conn, project=project, branch=branch, asset=asset, selector=selector,
                          allow_invalid=True)
     walk = _Walk(conn, direction, max_nodes, max_edges)
