@@ -171,48 +171,20 @@ class _BatchInbox:
 
 def _apply_optimistic(tx: Tx, rec: Received, inbox: _BatchInbox | None) -> None:
     """One event without a savepoint: any failure ends the attempt (see ``_attempt``)."""
-    assert rec.item is not None
-    ev = rec.item.event
-    handler = HANDLERS[ev.type]  # decode() refused every type without a handler
-    if inbox is not None and (ev.project, ev.id) in inbox.seen:
-        rec.outcome = "duplicate"
-        return
-    if inbox is None and not repo.inbox_add(tx.conn, project=ev.project, event_id=ev.id,
-                                            type_=ev.type, now=tx.now):
-        rec.outcome = "duplicate"
-        return
-    if ev.type != "asset_registered":
-        tx.write_instances()  # other handlers read instances (and edges) of the batch
-    tx.trace = ev.trace()  # carried to every outbound event this one causes
-    rec.result = applied(tx, rec.item, handler(tx, rec.item))
-    tx.keep()
-    if inbox is not None:
-        inbox.applied(ev, tx.now)
-    rec.outcome = "applied"
+    if not _seen_in_batch(rec, inbox) and _handle(tx, rec, inbox, optimistic=True):
+        _kept(tx, rec, inbox)
 
 
 def _apply_one(tx: Tx, rec: Received, max_deliver: int, inbox: _BatchInbox | None) -> None:
-    assert rec.item is not None
-    ev = rec.item.event
-    handler = HANDLERS[ev.type]  # decode() refused every type without a handler
-    if inbox is not None and (ev.project, ev.id) in inbox.seen:
-        rec.outcome = "duplicate"
+    if _seen_in_batch(rec, inbox):
         return
     snap = tx.snapshot()
     savepoint = _Savepoint(tx.conn)
     try:
-        if inbox is None and not repo.inbox_add(tx.conn, project=ev.project, event_id=ev.id,
-                                                type_=ev.type, now=tx.now):
-            savepoint.release()
-            rec.outcome = "duplicate"
-            return
-        tx.trace = ev.trace()  # carried to every outbound event this one causes
-        rec.result = applied(tx, rec.item, handler(tx, rec.item))
+        ran = _handle(tx, rec, inbox, optimistic=False)
         savepoint.release()
-        tx.keep()
-        if inbox is not None:
-            inbox.applied(ev, tx.now)
-        rec.outcome = "applied"
+        if ran:
+            _kept(tx, rec, inbox)
     except RejectedError as exc:
         savepoint.rollback()
         tx.restore(snap)
@@ -229,6 +201,42 @@ def _apply_one(tx: Tx, rec: Received, max_deliver: int, inbox: _BatchInbox | Non
         rec.error = f"{type(exc).__name__}: {exc}"[:500]
         if rec.delivered >= max_deliver:
             rec.reject(give_up(rec.delivered, rec.error))
+
+
+def _seen_in_batch(rec: Received, inbox: _BatchInbox | None) -> bool:
+    """A duplicate by the batch inbox (SQLite): applied before, or earlier in this batch."""
+    assert rec.item is not None
+    ev = rec.item.event
+    if inbox is not None and (ev.project, ev.id) in inbox.seen:
+        rec.outcome = "duplicate"
+        return True
+    return False
+
+
+def _handle(tx: Tx, rec: Received, inbox: _BatchInbox | None, *, optimistic: bool) -> bool:
+    """Record the id (without a batch inbox) and run the event's handler; False (and the
+    outcome ``duplicate``) when the id was applied before."""
+    assert rec.item is not None
+    ev = rec.item.event
+    handler = HANDLERS[ev.type]  # decode() refused every type without a handler
+    if inbox is None and not repo.inbox_add(tx.conn, project=ev.project, event_id=ev.id,
+                                            type_=ev.type, now=tx.now):
+        rec.outcome = "duplicate"
+        return False
+    if optimistic and ev.type != "asset_registered":
+        tx.write_instances()  # other handlers read instances (and edges) of the batch
+    tx.trace = ev.trace()  # carried to every outbound event this one causes
+    rec.result = applied(tx, rec.item, handler(tx, rec.item))
+    return True
+
+
+def _kept(tx: Tx, rec: Received, inbox: _BatchInbox | None) -> None:
+    """The event applied: its outbound events kept, its id in the batch inbox."""
+    assert rec.item is not None
+    tx.keep()
+    if inbox is not None:
+        inbox.applied(rec.item.event, tx.now)
+    rec.outcome = "applied"
 
 
 def give_up(attempts: int, error: str) -> RejectedError:

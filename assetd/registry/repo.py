@@ -17,21 +17,20 @@ from assetd.schemas.ids import parse_selector
 
 # Hot-path statements are built once and executed with parameter dicts: building
 # ``insert(...).values(**kw)`` per event cost more than the database work itself.
-_IGNORE: dict[tuple[str, str, str | None], Insert] = {}
+_IGNORE: dict[tuple[str, str, tuple[str, ...]], Insert] = {}
 
 
-def _insert_ignore(conn: Connection, table: Any, index: list[str],
-                   returning: Any = None) -> Insert:
+def _insert_ignore(conn: Connection, table: Any, index: list[str], *returning: Any) -> Insert:
     """``INSERT … ON CONFLICT DO NOTHING [RETURNING …]`` for SQLite and PostgreSQL, cached.
 
     Whether a row went in is read with ``RETURNING``: psycopg reports no rowcount here.
     """
-    key = (conn.dialect.name, table.name, None if returning is None else returning.name)
+    key = (conn.dialect.name, table.name, tuple(c.name for c in returning))
     if key not in _IGNORE:
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=index)
-        if returning is not None:
-            stmt = stmt.returning(returning)
+        if returning:
+            stmt = stmt.returning(*returning)
         _IGNORE[key] = stmt
     return _IGNORE[key]
 
@@ -68,9 +67,6 @@ def inbox_insert(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
         conn.execute(_INBOX_INSERT, rows)
 
 
-_OUTBOX_ADD: dict[str, Insert] = {}
-
-
 def outbox_add(conn: Connection, *, rows: list[dict[str, Any]]
                ) -> list[tuple[int, str, str, bytes]]:
     """Queue outbound events (``id``, ``subject``, ``payload``, ``created_at``); ids are
@@ -78,13 +74,9 @@ def outbox_add(conn: Connection, *, rows: list[dict[str, Any]]
     ``(seq, id, subject, payload)``, in seq order."""
     if not rows:
         return []
-    name = conn.dialect.name
-    if name not in _OUTBOX_ADD:
-        dialect = postgresql if name == "postgresql" else sqlite
-        _OUTBOX_ADD[name] = (dialect.insert(OUTBOX).on_conflict_do_nothing(index_elements=["id"])
-                             .returning(OUTBOX.c.seq, OUTBOX.c.id))
+    stmt = _insert_ignore(conn, OUTBOX, ["id"], OUTBOX.c.seq, OUTBOX.c.id)
     by_id = {r["id"]: r for r in rows}
-    added = sorted((r[0], r[1]) for r in conn.execute(_OUTBOX_ADD[name], rows))
+    added = sorted((r[0], r[1]) for r in conn.execute(stmt, rows))
     return [(seq, oid, by_id[oid]["subject"], by_id[oid]["payload"]) for seq, oid in added]
 
 
