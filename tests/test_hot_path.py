@@ -173,3 +173,35 @@ async def test_the_relay_publishes_handed_rows_without_reading_them_back(
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(OUTBOX)
                             .where(OUTBOX.c.published_at.is_(None))).scalar() == 0
+
+
+def test_json_columns_read_back_what_was_written(db_url: str) -> None:
+    """The JSON columns' text is orjson's (``json_text``), not the standard library's: the
+    values read back are the same, non-ASCII text is stored as UTF-8, and the instance
+    search still finds them by annotation and tag."""
+    from assetd.registry.engine import json_text
+    from assetd.registry.search import search
+
+    assert json_text({"é": [1.5, None], 3: "x"}) == '{"é":[1.5,null],"3":"x"}'
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    annotations = {"naïve": "漢字", "big": 2**62, "f1_score": 0.93, "nested": {"a": [1, None]}}
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(INSTANCE).values(
+                project="json", branch="main", asset="m", version=1, kind="model",
+                state="ready", validity="valid", annotations=annotations,
+                tags={"seed": "1", "ключ": "значение"}, reference={}, producer="t",
+                event_id="json-1", created_at=datetime.now(UTC),
+                updated_at=datetime.now(UTC)))
+        with engine.connect() as conn:
+            row = conn.execute(select(INSTANCE.c.annotations, INSTANCE.c.tags)
+                               .where(INSTANCE.c.project == "json")).one()
+            assert row.annotations == annotations
+            assert row.tags == {"seed": "1", "ключ": "значение"}
+            page = search(conn, project="json", branch="main", asset="m", limit=10,
+                          before=None, where=["f1_score>=0.9"], tags={"ключ": "значение"})
+            assert [i["instance"] for i in page["items"]] == ["v1"]
+            assert page["items"][0]["annotations"] == annotations
+    finally:
+        engine.dispose()

@@ -18,6 +18,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError
@@ -32,6 +33,17 @@ _PG_STALE = {"25006"}
 # PostgreSQL classes: connection exception, insufficient resources, operator intervention
 _PG_UNAVAILABLE = ("08", "53", "57")
 _peers: dict[str, weakref.WeakSet[Engine]] = {}
+
+
+def json_text(value: Any) -> str:
+    """A JSON column's text: orjson, not the standard library's encoder (which was ~4 % of
+    the daemon's samples under load, every instance's annotations, tags and reference and
+    every outcome row encoded by it). The values read back are the same; the text is more
+    compact (no spaces, UTF-8 instead of ``\\u`` escapes), and a NaN or infinity, which no
+    JSON can hold, is stored as null instead of as invalid text."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 _peers_lock = threading.Lock()
 _last_commit: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
 
@@ -51,7 +63,7 @@ def make_engine(url: str, *, writer: bool = True, busy_timeout_ms: int = 5000) -
         u = make_url(url)
         args = {} if "connect_timeout" in u.query else {"connect_timeout": 10}
         engine = create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4,
-                               connect_args=args)
+                               connect_args=args, json_serializer=json_text)
         event.listen(engine, "handle_error", _on_pg_error)
         _track_commits(engine)
         return engine
@@ -61,7 +73,8 @@ def make_engine(url: str, *, writer: bool = True, busy_timeout_ms: int = 5000) -
         Path(database).parent.mkdir(parents=True, exist_ok=True)
         path = str(Path(database).resolve())
     engine = create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
+        url, connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+        json_serializer=json_text,
     )
 
     @event.listens_for(engine, "connect")
