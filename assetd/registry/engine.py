@@ -33,6 +33,8 @@ _PG_STALE = {"25006"}
 # PostgreSQL classes: connection exception, insufficient resources, operator intervention
 _PG_UNAVAILABLE = ("08", "53", "57")
 _peers: dict[str, weakref.WeakSet[Engine]] = {}
+_peers_lock = threading.Lock()
+_last_commit: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
 
 
 def json_text(value: Any) -> str:
@@ -42,10 +44,6 @@ def json_text(value: Any) -> str:
     compact (no spaces, UTF-8 instead of ``\\u`` escapes), and a NaN or infinity, which no
     JSON can hold, is stored as null instead of as invalid text."""
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-
-
-_peers_lock = threading.Lock()
-_last_commit: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
 
 
 def is_sqlite(url: str) -> bool:
