@@ -149,3 +149,43 @@ def test_resolve_and_instances_are_bound_by_the_version_index(db_url: str) -> No
                 assert "sqlite_autoindex_instance_1" in plan or "uq_instance_version" in plan
     finally:
         engine.dispose()
+
+
+def test_the_highest_version_reads_one_index_entry_even_with_a_generic_plan(
+        pg_url: str) -> None:
+    """``max_version`` (each batch, per asset) and search's first version read one entry of
+    the version index. psycopg prepares a statement run five times, and PostgreSQL's generic
+    plan for ``max(version) WHERE project, branch, asset`` read every instance of the asset:
+    11 ms at 20,000, about a millisecond per registration at 1,000,000."""
+    import re
+
+    from assetd.registry import repo
+
+    upgrade(pg_url)
+    engine = make_engine(pg_url)
+    try:
+        fill = ("INSERT INTO instance (project, branch, asset, version, kind, state, "
+                "validity, annotations, tags, reference, producer, event_id, created_at, "
+                "updated_at) SELECT 'p', 'main', {asset}, {version}, 'model', 'ready', "
+                "'valid', '{{}}', '{{}}', '{{}}', 't', 'e{n}' || i, now(), now() "
+                "FROM generate_series(1, {rows}) AS i")
+        with engine.begin() as conn:  # the statistics of a young registry: many small assets
+            conn.exec_driver_sql(fill.format(asset="'s' || i", version=1, n=1, rows=200))
+            conn.exec_driver_sql("ANALYZE instance")
+        with engine.begin() as conn:  # then one asset grows before the next ANALYZE
+            conn.exec_driver_sql(fill.format(asset="'a'", version="i", n=2, rows=3000))
+        with engine.connect() as conn:
+            sql = str(repo.MAX_VERSION.compile(dialect=conn.dialect))
+            for n, name in enumerate(("k_project", "k_branch", "k_asset"), 1):
+                sql = sql.replace(f"%({name})s", f"${n}")
+            sql = sql.replace("%(param_1)s", "1")  # the LIMIT
+            conn.exec_driver_sql(f"PREPARE highest(text, text, text) AS {sql}")
+            conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+            plan = "\n".join(r[0] for r in conn.exec_driver_sql(
+                "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE highest('p', 'main', 'a')"))
+            assert repo.max_version(conn, project="p", branch="main", asset="a") == 3000
+            assert repo.max_version(conn, project="p", branch="main", asset="b") == 0
+    finally:
+        engine.dispose()
+    scanned = [int(m) for m in re.findall(r"Scan.*actual rows=(\d+)", plan)]
+    assert scanned and max(scanned) <= 1, plan

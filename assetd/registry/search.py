@@ -14,8 +14,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, func, select
+from sqlalchemy import ColumnElement, Connection, Select, select
 
+from assetd.registry import repo
 from assetd.registry.reads import instance_view
 from assetd.registry.tables import INSTANCE
 from assetd.schemas.where import Condition, parse_condition
@@ -37,7 +38,8 @@ def search(conn: Connection, *, project: str, branch: str, asset: str, limit: in
     """A page of the instances that meet every filter; ``next`` is the ``before`` of the next
     page (null: no older version is left to examine)."""
     key = _key(project, branch, asset)
-    top = conn.execute(select(func.max(INSTANCE.c.version)).where(*key)).scalar()
+    top = conn.execute(repo.MAX_VERSION, {"k_project": project, "k_branch": branch,
+                                          "k_asset": asset}).scalar()
     if top is None:
         return {"items": [], "next": None}
     hi = min(top, before - 1) if before is not None else top
