@@ -17,6 +17,7 @@ import time
 import uuid
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 TABLE = """CREATE TABLE outbox (seq bigserial PRIMARY KEY, id varchar(64) UNIQUE NOT NULL,
     subject varchar(512) NOT NULL, payload bytea NOT NULL, created_at timestamptz NOT NULL,
@@ -72,8 +73,7 @@ def main() -> None:
     with psycopg.connect(args.server, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         try:
-            with psycopg.connect(f"{args.server.replace('dbname=postgres', '')} "
-                                 f"dbname={name}") as conn:
+            with psycopg.connect(make_conninfo(args.server, dbname=name)) as conn:
                 run(conn, args.n, args.mark)
         finally:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

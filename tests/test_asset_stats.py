@@ -175,7 +175,7 @@ def test_the_highest_version_reads_one_index_entry_even_with_a_generic_plan(
         with engine.begin() as conn:  # then one asset grows before the next ANALYZE
             conn.exec_driver_sql(fill.format(asset="'a'", version="i", n=2, rows=3000))
         with engine.connect() as conn:
-            sql = str(repo.MAX_VERSION.compile(dialect=conn.dialect))
+            sql = str(repo._MAX_VERSION.compile(dialect=conn.dialect))
             for n, name in enumerate(("k_project", "k_branch", "k_asset"), 1):
                 sql = sql.replace(f"%({name})s", f"${n}")
             sql = sql.replace("%(param_1)s", "1")  # the LIMIT

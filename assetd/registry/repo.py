@@ -118,7 +118,7 @@ _GET_ASSET_LOCKED = _GET_ASSET.with_for_update()
 # max(version): psycopg prepares a statement run five times, and PostgreSQL's generic plan
 # for that max() read every instance of the asset (11 ms at 20,000 of them; about a
 # millisecond per registration at 1,000,000, the ingest slowing as the registry grew).
-MAX_VERSION = (select(INSTANCE.c.version).where(
+_MAX_VERSION = (select(INSTANCE.c.version).where(
     INSTANCE.c.project == bindparam("k_project"), INSTANCE.c.branch == bindparam("k_branch"),
     INSTANCE.c.asset == bindparam("k_asset")).order_by(INSTANCE.c.version.desc()).limit(1))
 _MAX_INSTANCE_ID = select(func.max(INSTANCE.c.id))
@@ -158,7 +158,7 @@ def upsert_asset(conn: Connection, *, project: str, asset: str, values: dict[str
 def max_version(conn: Connection, *, project: str, branch: str, asset: str) -> int:
     """The highest version of (project, branch, asset), 0 when there is none."""
     params = {"k_project": project, "k_branch": branch, "k_asset": asset}
-    return int(conn.execute(MAX_VERSION, params).scalar() or 0)
+    return int(conn.execute(_MAX_VERSION, params).scalar() or 0)
 
 
 _INSERT_INSTANCE = insert(INSTANCE).returning(INSTANCE.c.id)

@@ -38,9 +38,8 @@ def search(conn: Connection, *, project: str, branch: str, asset: str, limit: in
     """A page of the instances that meet every filter; ``next`` is the ``before`` of the next
     page (null: no older version is left to examine)."""
     key = _key(project, branch, asset)
-    top = conn.execute(repo.MAX_VERSION, {"k_project": project, "k_branch": branch,
-                                          "k_asset": asset}).scalar()
-    if top is None:
+    top = repo.max_version(conn, project=project, branch=branch, asset=asset)
+    if top == 0:
         return {"items": [], "next": None}
     hi = min(top, before - 1) if before is not None else top
     conds = [parse_condition(text) for text in where]
