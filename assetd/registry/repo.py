@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Insert, Select, bindparam, exists, func, inse
 from sqlalchemy.dialects import postgresql, sqlite
 
 from assetd.errors import InvalidError, NotFoundError
+from assetd.registry import bulk
 from assetd.registry.tables import ALIAS, ASSET, EDGE, EVENT_OUTCOME, INBOX, INSTANCE, OUTBOX
 from assetd.schemas.ids import parse_selector
 
@@ -63,7 +64,9 @@ def inbox_seen(conn: Connection, *, keys: list[tuple[str, str]]) -> set[tuple[st
 def inbox_insert(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
     """Record applied ids (``project``, ``event_id``, ``type``, ``applied_at``) in one
     statement; a key already there fails the transaction (it would have been a duplicate)."""
-    if rows:
+    if rows and conn.dialect.name == "sqlite":
+        bulk.insert(conn, INBOX, rows)
+    elif rows:
         conn.execute(_INBOX_INSERT, rows)
 
 
@@ -74,13 +77,23 @@ def outbox_add(conn: Connection, *, rows: list[dict[str, Any]]
     ``(seq, id, subject, payload)``, in seq order."""
     if not rows:
         return []
-    stmt = _insert_ignore(conn, OUTBOX, ["id"], OUTBOX.c.seq, OUTBOX.c.id)
+    if conn.dialect.name == "sqlite":
+        result: list[Any] = bulk.insert(conn, OUTBOX, rows, suffix=_OUTBOX_SUFFIX)
+    else:
+        result = list(conn.execute(
+            _insert_ignore(conn, OUTBOX, ["id"], OUTBOX.c.seq, OUTBOX.c.id), rows))
     by_id = {r["id"]: r for r in rows}
-    added = sorted((r[0], r[1]) for r in conn.execute(stmt, rows))
+    added = sorted((r[0], r[1]) for r in result)
     return [(seq, oid, by_id[oid]["subject"], by_id[oid]["payload"]) for seq, oid in added]
 
 
+_OUTBOX_SUFFIX = "ON CONFLICT (id) DO NOTHING RETURNING seq, id"
 _OUTCOME_UPSERT: dict[str, Insert] = {}
+_OUTCOME_COLUMNS = ("type", "status", "outcome", "seq", "recorded_at")
+# SQLite's text of the upsert below (bulk.insert), the same clauses
+_OUTCOME_SUFFIX = ("ON CONFLICT (project, event_id) DO UPDATE SET "
+                   + ", ".join(f"{c} = excluded.{c}" for c in _OUTCOME_COLUMNS)
+                   + " WHERE event_outcome.status = 'rejected'")
 
 
 def outcomes_add(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
@@ -93,13 +106,15 @@ def outcomes_add(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     name = conn.dialect.name
+    if name == "sqlite":
+        bulk.insert(conn, EVENT_OUTCOME, rows, suffix=_OUTCOME_SUFFIX)
+        return
     if name not in _OUTCOME_UPSERT:
         dialect = postgresql if name == "postgresql" else sqlite
         stmt = dialect.insert(EVENT_OUTCOME)
         _OUTCOME_UPSERT[name] = stmt.on_conflict_do_update(
             index_elements=["project", "event_id"],
-            set_={c: stmt.excluded[c] for c in ("type", "status", "outcome", "seq",
-                                                "recorded_at")},
+            set_={c: stmt.excluded[c] for c in _OUTCOME_COLUMNS},
             where=EVENT_OUTCOME.c.status == "rejected")
     conn.execute(_OUTCOME_UPSERT[name], rows)
 
@@ -179,13 +194,17 @@ def next_instance_id(conn: Connection) -> int:
 
 def insert_instances(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
     """Insert instance rows whose ``id`` is given, in one statement."""
-    if rows:
+    if rows and conn.dialect.name == "sqlite":
+        bulk.insert(conn, INSTANCE, rows)
+    elif rows:
         conn.execute(_INSERT_INSTANCES, rows)
 
 
 def insert_edges(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
     """Insert lineage edges."""
-    if rows:
+    if rows and conn.dialect.name == "sqlite":
+        bulk.insert(conn, EDGE, rows)
+    elif rows:
         conn.execute(_INSERT_EDGE, rows)
 
 

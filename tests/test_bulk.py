@@ -1,0 +1,107 @@
+"""SQLite's multi-row inserts on the driver (``registry/bulk.py``) store exactly what
+SQLAlchemy's own ``executemany`` stores, byte for byte, and return what RETURNING returns."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, insert, text
+
+from assetd.registry import bulk, repo
+from assetd.registry.engine import make_engine
+from assetd.registry.migrate import upgrade
+from assetd.registry.tables import EDGE, EVENT_OUTCOME, INSTANCE, OUTBOX
+
+
+def _registry(path: Path) -> Engine:
+    url = f"sqlite:///{path}"
+    upgrade(url)
+    return make_engine(url)
+
+
+def _instances(n: int) -> list[dict[str, Any]]:
+    now = datetime.now(UTC)
+    elsewhere = datetime(2026, 3, 1, 23, 30, 0, 5, tzinfo=timezone(timedelta(hours=-5)))
+    return [{
+        "id": i + 1, "project": "p", "branch": "main", "asset": f"a{i % 3}", "version": i + 1,
+        "kind": "model", "state": "ready", "validity": "valid",
+        "annotations": {"f1": 0.5 + i, "big": 2 ** 62, "nested": {"l": [1, None, "ü"]}},
+        "tags": {"run": str(i), "emoji": "\N{ROCKET}"}, "reference": {},
+        "producer": "flow/1", "event_id": f"e{i}",
+        "created_at": now, "updated_at": elsewhere if i % 2 else now,
+    } for i in range(n)]
+
+
+def _raw(engine: Engine, table: str) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(f"SELECT * FROM {table} ORDER BY 1")]
+
+
+def test_rows_are_stored_as_sqlalchemy_stores_them(tmp_path: Path) -> None:
+    ours, theirs = _registry(tmp_path / "ours.db"), _registry(tmp_path / "theirs.db")
+    rows = _instances(2_000)  # 15 columns: several statements under the variable limit
+    edges = [{"project": "p", "relation": "input", "upstream_id": 1, "downstream_id": i,
+              "consumer": None, "consumer_info": None if i % 2 else {"k": "v"},
+              "event_id": f"e{i}", "created_at": rows[0]["created_at"]} for i in range(2, 40)]
+    with ours.begin() as conn:
+        bulk.insert(conn, INSTANCE, rows)
+        bulk.insert(conn, EDGE, edges)
+    with theirs.begin() as conn:
+        conn.execute(insert(INSTANCE), rows)
+        conn.execute(insert(EDGE), edges)
+    assert _raw(ours, "instance") == _raw(theirs, "instance")
+    assert len(_raw(ours, "instance")) == 2_000
+    assert _raw(ours, "lineage_edge") == _raw(theirs, "lineage_edge")
+    with ours.connect() as conn:  # and they read back as the same values
+        back = conn.execute(INSTANCE.select().where(INSTANCE.c.id == 2)).one()
+    assert back.updated_at == rows[1]["updated_at"] and back.tags == rows[1]["tags"]
+    assert back.annotations == rows[1]["annotations"]
+
+
+def test_returning_and_on_conflict_through_the_outbox(tmp_path: Path) -> None:
+    engine = _registry(tmp_path / "r.db")
+    now = datetime.now(UTC)
+    rows = [{"id": f"o{i}", "subject": f"s.{i}", "payload": b"\x00{}" + bytes([i % 256]),
+             "created_at": now} for i in range(5_000)]
+    with engine.begin() as conn:
+        first = repo.outbox_add(conn, rows=rows[:3_000])
+        again = repo.outbox_add(conn, rows=rows[2_000:])  # 1,000 queued before: left out
+    assert [r[1] for r in first] == [f"o{i}" for i in range(3_000)]
+    assert [r[1] for r in again] == [f"o{i}" for i in range(3_000, 5_000)]
+    assert [r[0] for r in first + again] == list(range(1, 5_001))
+    with engine.connect() as conn:
+        stored = conn.execute(OUTBOX.select().order_by(OUTBOX.c.seq)).all()
+    assert [(r.id, r.payload) for r in stored] == [(r["id"], r["payload"]) for r in rows]
+
+
+def test_an_applied_outcome_is_kept_and_a_rejected_one_replaced(tmp_path: Path) -> None:
+    engine = _registry(tmp_path / "r.db")
+    now = datetime.now(UTC)
+
+    def row(eid: str, status: str, n: int) -> dict[str, Any]:
+        return {"project": "p", "event_id": eid, "type": "asset_registered", "status": status,
+                "outcome": {"n": n}, "seq": n, "recorded_at": now}
+
+    with engine.begin() as conn:
+        repo.outcomes_add(conn, rows=[row("a", "applied", 1), row("r", "rejected", 2)])
+        repo.outcomes_add(conn, rows=[row("a", "rejected", 3), row("r", "applied", 4)])
+    with engine.connect() as conn:
+        got = {r.event_id: (r.status, r.outcome, r.seq)
+               for r in conn.execute(EVENT_OUTCOME.select())}
+    assert got == {"a": ("applied", {"n": 1}, 1), "r": ("applied", {"n": 4}, 4)}
+
+
+def test_a_missing_column_is_an_error_not_a_default(tmp_path: Path) -> None:
+    engine = _registry(tmp_path / "r.db")
+    rows = _instances(2)
+    del rows[1]["tags"]
+    with engine.begin() as conn:
+        try:
+            bulk.insert(conn, INSTANCE, rows)
+        except KeyError as exc:
+            assert "tags" in str(exc)
+        else:
+            raise AssertionError("a row without a column went in")
+        conn.execute(text("SELECT 1"))
