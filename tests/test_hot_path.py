@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 import string
 import uuid
@@ -121,18 +120,15 @@ def test_a_batch_with_a_refused_event_is_applied_again_event_by_event(tmp_path: 
     assert sorted(types) == ["event_rejected"] * 2 + ["instance_created"] * 3
 
 
-class _Js:
+class _Publisher:
     """A JetStream stand-in that acknowledges every publish at once."""
 
     def __init__(self) -> None:
         self.ids: list[str] = []
 
-    async def publish_async(self, subject: str, payload: bytes,
-                            headers: dict[str, str]) -> asyncio.Future[None]:
-        self.ids.append(headers["Nats-Msg-Id"])
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
+    async def publish(self, messages: list[tuple[str, bytes, dict[str, str]]],
+                      timeout: float) -> None:
+        self.ids += [headers["Nats-Msg-Id"] for _, _, headers in messages]
 
 
 async def test_the_relay_publishes_handed_rows_without_reading_them_back(
@@ -140,8 +136,9 @@ async def test_the_relay_publishes_handed_rows_without_reading_them_back(
     """After a read that found every pending row, the rows a batch hands over are published
     as they are; any other wake (the scheduler's) reads the outbox again."""
     engine = _registry(tmp_path)
-    js = _Js()
-    relay = OutboxRelay(writer=engine, reader=engine, js=lambda: js, supervisor=Supervisor())
+    js = _Publisher()
+    relay = OutboxRelay(writer=engine, reader=engine, publisher=lambda: js,
+                        supervisor=Supervisor())
     reads = 0
     pending = relay._pending
 

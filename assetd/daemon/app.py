@@ -25,6 +25,7 @@ from assetd.daemon.http import HttpServer
 from assetd.daemon.http_api import HttpApi
 from assetd.daemon.http_live import LiveApi
 from assetd.daemon.http_ui import WebUi
+from assetd.daemon.publisher import BatchPublisher
 from assetd.daemon.query_pool import QueryPool
 from assetd.daemon.relay import OutboxRelay
 from assetd.daemon.rules_watch import RulesHolder, rules_path
@@ -70,6 +71,7 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._js_ctx: Any = None
         self._js_for: Any = None  # the connection _js_ctx belongs to
+        self._publisher_ctx: BatchPublisher | None = None  # the relay's, per connection too
         self._changed_pending = False
         self.answers = answer_cache(url, self.writer, max_entries=settings.query_cache,
                                     committed=self._changed_soon)
@@ -84,7 +86,7 @@ class Daemon:
         self.metrics = Metrics()
         self.metrics.track_answers(lambda: (self.answers.hits, self.answers.misses))
         self.supervisor = Supervisor(metrics=self.metrics)
-        self.relay = OutboxRelay(writer=self.writer, reader=self.reader, js=self._js,
+        self.relay = OutboxRelay(writer=self.writer, reader=self.reader, publisher=self._publisher,
                                  supervisor=self.supervisor, connected=self._connected,
                                  recover=self._ensure_streams, metrics=self.metrics,
                                  trace=settings.trace_stages)
@@ -140,6 +142,13 @@ class Daemon:
         if self._js_for is not nc:
             self._js_ctx, self._js_for = nc.jetstream(), nc
         return self._js_ctx
+
+    def _publisher(self) -> BatchPublisher:
+        """The relay's publisher of the current connection (its ack inbox lives on it)."""
+        nc = self.broker.connection
+        if self._publisher_ctx is None or self._publisher_ctx.nc is not nc:
+            self._publisher_ctx = BatchPublisher(nc)
+        return self._publisher_ctx
 
     async def _serve_queries(self) -> None:
         """Answer the query subjects with a plain nats-py subscription in the replicas'

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Protocol
 
 import structlog
 from sqlalchemy import Engine
@@ -19,6 +19,14 @@ from assetd.schemas import wire
 LOOP = "relay"
 log = structlog.get_logger("assetd.relay")
 Row = tuple[int, str, str, bytes]  # an outbox row: (seq, id, subject, payload)
+
+
+class Publisher(Protocol):
+    """Publishes a batch and returns once JetStream acknowledged all of it
+    (:class:`assetd.daemon.publisher.BatchPublisher`)."""
+
+    async def publish(self, messages: Sequence[tuple[str, bytes, dict[str, str]]],
+                      timeout: float) -> None: ...
 # SQLite: how long the relay leaves its published marks for the next ingest batch to write
 # before it writes them itself (a write of its own queues for the one writer's lock)
 MARK_DELAY = 0.25
@@ -87,7 +95,7 @@ class OutboxRelay:
     read goes back to reading the outbox.
     """
 
-    def __init__(self, *, writer: Engine, reader: Engine, js: Callable[[], Any],
+    def __init__(self, *, writer: Engine, reader: Engine, publisher: Callable[[], Publisher],
                  supervisor: Supervisor, connected: Callable[[], bool] = lambda: True,
                  recover: Callable[[], Awaitable[None]] | None = None, batch: int = 1000,
                  publish_timeout: float = 10.0, metrics: Metrics | None = None,
@@ -95,7 +103,7 @@ class OutboxRelay:
         self.metrics = metrics
         self.trace = trace  # ASSETD_TRACE_STAGES=1: a log line per published batch
         self._woken = self._lag = 0.0
-        self.writer, self.reader, self.js, self.batch = writer, reader, js, batch
+        self.writer, self.reader, self.publisher, self.batch = writer, reader, publisher, batch
         self.supervisor, self.connected, self.recover = supervisor, connected, recover
         self.publish_timeout = publish_timeout
         self.marks = Marks()
@@ -162,12 +170,9 @@ class OutboxRelay:
             t1 = time.perf_counter()
             if not self.connected():  # publishing now would only fill the reconnect buffer
                 raise NatsUnavailableError("NATS connection lost; nats-py is reconnecting")
-            js = self.js()
-            futures = [
-                await js.publish_async(subject, payload, headers=wire.outbound_headers(oid))
-                for _, oid, subject, payload in rows
-            ]
-            await asyncio.wait_for(asyncio.gather(*futures), self.publish_timeout)
+            await self.publisher().publish(
+                [(subject, payload, wire.outbound_headers(oid))
+                 for _, oid, subject, payload in rows], self.publish_timeout)
             t2 = time.perf_counter()
             self._high = max(self._high, rows[-1][0])
             if complete is not None:
