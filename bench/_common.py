@@ -150,6 +150,29 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return fields["VmRSS"], fields["VmHWM"]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def processes(procs: list[subprocess.Popen[bytes]]) -> dict[str, int]:
+    """``{name: pid}`` of the benchmark's processes: the daemons, their children (the
+    embedded nats-server) and this process."""
+    found = {f"daemon {i}": proc.pid for i, proc in enumerate(procs)}
+    found["this benchmark"] = os.getpid()
+    parents = {pid: name for name, pid in found.items()}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            text = stat.read_text()
+            comm = text[text.index("(") + 1:text.rindex(")")]
+            ppid = int(text.rpartition(")")[2].split()[1])
+            pid = int(stat.parent.name)
+            if ppid in parents and pid not in parents:
+                found[f"{comm} of {parents[ppid]}"] = pid
+    return found
+
+
 def machine() -> str:
     """One line: architecture, cores, Python, OS, and the load average now."""
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -28,7 +28,15 @@ from typing import Any
 
 import nats
 import orjson
-from _common import machine, rss_mb, running_daemons, scratch_database, wait_ready
+from _common import (
+    cpu_seconds,
+    machine,
+    processes,
+    rss_mb,
+    running_daemons,
+    scratch_database,
+    wait_ready,
+)
 from nats.js.api import StorageType, StreamConfig
 
 from assetd.schemas import wire
@@ -85,8 +93,14 @@ def percentile(lat: list[float], q: float) -> float:
     return 1000 * lat[min(len(lat) - 1, max(0, int(len(lat) * q + 0.5) - 1))]
 
 
-async def run(n: int, assets: int, window: int, url: str, rate: float) -> dict[str, Any]:
+def cpu_now(pids: dict[str, int]) -> dict[str, float]:
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
+async def run(n: int, assets: int, window: int, url: str, rate: float,
+              procs: list[Any]) -> dict[str, Any]:
     nc = await wait_ready(url)
+    pids = processes(procs)  # once ready: the embedded nats-server is running
     js = nc.jetstream()
     sent: dict[str, float] = {}
     latencies: list[float] = []
@@ -109,6 +123,7 @@ async def run(n: int, assets: int, window: int, url: str, rate: float) -> dict[s
     await nc.subscribe(wire.out_subject("assetd", "bench", "main", "*", "instance_created"),
                        cb=on_created)
     await nc.flush()
+    cpu_first = cpu_now(pids)
     first = time.perf_counter()
     pending = []
     for i in range(n):
@@ -125,6 +140,7 @@ async def run(n: int, assets: int, window: int, url: str, rate: float) -> dict[s
     await asyncio.gather(*pending)
     published = time.perf_counter()
     await asyncio.wait_for(done.wait(), timeout=max(120, n / 100))
+    cpu_last = cpu_now(pids)
     await nc.close()
     lat = sorted(latencies)
     return {
@@ -137,6 +153,7 @@ async def run(n: int, assets: int, window: int, url: str, rate: float) -> dict[s
         "p999_ms": percentile(lat, 0.999),
         "max_ms": 1000 * lat[-1],
         "mean_ms": 1000 * statistics.fmean(lat),
+        "cpu_s": {name: cpu_last[name] - cpu_first[name] for name in pids},
         "events": [(round(at - first, 4), round(1000 * d, 2)) for at, d in events],
     }
 
@@ -204,7 +221,8 @@ def main() -> None:
     with (scratch_database(args.db, args.pg_url) as db_url,
           running_daemons(replicas=args.replicas, db_url=db_url, env=env,
                           keep=args.keep or args.trace) as group):
-        result = asyncio.run(run(n, args.assets, args.window, group.url, args.rate))
+        result = asyncio.run(run(n, args.assets, args.window, group.url, args.rate,
+                                 group.procs))
         rss = [rss_mb(proc.pid) for proc in group.procs]
         raw = None if args.no_raw else asyncio.run(
             raw_ceiling(group.url, n, args.window, args.raw_batch))
@@ -224,6 +242,9 @@ def main() -> None:
     print(f"latency:       p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms  "
           f"p99.9 {result['p999_ms']:.1f} ms  max {result['max_ms']:.1f} ms  "
           f"mean {result['mean_ms']:.1f} ms (publish to instance_created)")
+    busy = ", ".join(f"{name} {1e6 * s / n:,.0f} µs ({100 * s / result['elapsed_s']:.0f} %)"
+                     for name, s in result["cpu_s"].items())
+    print(f"CPU per registration (share of a core): {busy}")
     for i, (now, peak) in enumerate(rss):
         print(f"daemon {i} RSS: {now:,.0f} MiB after the run (peak {peak:,.0f} MiB)")
     if args.trace:
