@@ -15,10 +15,9 @@ PostgreSQL keeps SQLAlchemy's own path (psycopg's pipeline of its ``executemany`
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, DateTime, Table
 
 # SQLite's default limit on bound variables in one statement is 32,766 (since 3.32): stay
 # well under it (a batch of 500 instances, 15 columns, is one statement).
@@ -43,10 +42,8 @@ def _plan(conn: Connection, table: Table, columns: tuple[str, ...], suffix: str)
 
 
 def _is_datetime(type_: Any) -> bool:
-    try:
-        return bool(type_.python_type is datetime)
-    except NotImplementedError:
-        return False
+    """A DateTime column, or a type decorating one (sqlmodel's UTCDateTime)."""
+    return isinstance(getattr(type_, "impl_instance", type_), DateTime)
 
 
 def insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *,
