@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     max_lineage_depth: int = Field(default=20, ge=1, le=50)
     max_lineage_nodes: int = Field(default=10_000, ge=1)
     max_lineage_edges: int = Field(default=50_000, ge=1)
-    batch_size: int = Field(default=500, ge=1, le=10000)
+    batch_size: int = Field(default=1000, ge=1, le=10000)
     fetch_timeout: float = Field(default=2.0, gt=0, description="idle long-poll")
     trace_stages: bool = Field(default=False, description="log each batch's time per stage")
     max_deliver: int = Field(default=10, ge=1)
