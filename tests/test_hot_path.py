@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, event, func, insert, select
 
 from assetd.daemon.relay import Marks, OutboxRelay
 from assetd.daemon.supervisor import Supervisor
@@ -83,17 +83,33 @@ def _instances(engine: Engine) -> list[tuple[int, str, int]]:
             select(INSTANCE).order_by(INSTANCE.c.id))]
 
 
-def test_an_optimistic_batch_gives_the_ids_and_edges_one_by_one_would(tmp_path: Path) -> None:
-    """Without savepoints, new instances go in together with the ids SQLite would have given
-    them; an input registered earlier in the same batch resolves to its row."""
-    engine = _registry(tmp_path)
+def _engine(url: str) -> Engine:
+    upgrade(url)
+    return make_engine(url)
+
+
+def test_an_optimistic_batch_gives_the_ids_and_edges_one_by_one_would(db_url: str) -> None:
+    """Without savepoints, new instances go in together with the ids one by one would have
+    given them (SQLite: the highest + 1; PostgreSQL: the id sequence's next ones, taken in
+    one round trip); an input registered earlier in the same batch resolves to its row."""
+    engine = _engine(db_url)
     apply_batch(engine, [_registration("a")], prefix="assetd", max_deliver=5)
     batch = [_registration("a"), _registration("b"),
              _registration("c", inputs=[{"asset": "a", "instance": "v2"}]),
              _registration("a")]
     written: list[tuple[int, str, str, bytes]] = []
+    inserts: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO INSTANCE"):
+            inserts.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
     apply_batch(engine, batch, prefix="assetd", max_deliver=5, written=written)
+    event.remove(engine, "before_cursor_execute", seen)
     assert [r.outcome for r in batch] == ["applied"] * 4
+    # a and b together (c's input may be one of them, so they go in first), then c and a
+    assert len(inserts) == 2, inserts
     assert _instances(engine) == [(1, "a", 1), (2, "a", 2), (3, "b", 1), (4, "c", 1),
                                   (5, "a", 3)]
     with engine.connect() as conn:
@@ -101,12 +117,13 @@ def test_an_optimistic_batch_gives_the_ids_and_edges_one_by_one_would(tmp_path: 
         outbox = [(r.seq, r.id) for r in conn.execute(select(OUTBOX).order_by(OUTBOX.c.seq))]
     assert edges == [(2, 4)]
     assert [(seq, oid) for seq, oid, _, _ in written] == outbox[1:], "the rows it committed"
+    engine.dispose()
 
 
-def test_a_batch_with_a_refused_event_is_applied_again_event_by_event(tmp_path: Path) -> None:
+def test_a_batch_with_a_refused_event_is_applied_again_event_by_event(db_url: str) -> None:
     """One refused event undoes nothing of its neighbours: the batch is applied again with a
     savepoint per event, and only the refused event's change is missing."""
-    engine = _registry(tmp_path)
+    engine = _engine(db_url)
     batch = [_registration("a"), _registration("a", kind="data"), _registration("a"),
              _registration("b", inputs=[{"asset": "a", "instance": "v9"}]),
              _registration("b")]
@@ -118,6 +135,7 @@ def test_a_batch_with_a_refused_event_is_applied_again_event_by_event(tmp_path: 
         assert conn.execute(select(func.count()).select_from(INBOX)).scalar() == 3
         types = [orjson.loads(p)["type"] for p in conn.execute(select(OUTBOX.c.payload)).scalars()]
     assert sorted(types) == ["event_rejected"] * 2 + ["instance_created"] * 3
+    engine.dispose()
 
 
 class _Publisher:

@@ -105,9 +105,10 @@ def _attempt(engine: Engine, batch: list[Received], *, prefix: str, max_deliver:
     with engine.begin() as conn:
         if stages is not None:
             stages["locked"] = time.perf_counter()  # SQLite: BEGIN IMMEDIATE has the lock
-        sqlite = conn.dialect.name == "sqlite"
         tx = Tx(conn=conn, now=datetime.now(UTC), prefix=prefix, rules=rules,
-                defer_instances=optimistic and sqlite)
+                defer_instances=optimistic,
+                expected_instances=sum(1 for r in batch if r.item is not None
+                                       and r.item.event.type == "asset_registered"))
         try:
             _statements(tx, batch, max_deliver, marks, optimistic)
         except Exception as exc:  # e.g. the batch's instances refused by a constraint

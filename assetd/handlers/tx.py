@@ -102,13 +102,17 @@ class Tx:
     # (type, asset, branch, data) of each event the current inbound event queued
     emitted: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
     stats: counters.Pending = field(default_factory=counters.Pending)  # the per-asset counters
-    # SQLite, a batch applied without savepoints: new instances (with their ids given here,
-    # under the write lock) and their edges are written in one statement each, before
-    # anything reads them (write_instances)
+    # A batch applied without savepoints: new instances (their ids given here) and their
+    # edges are written in one statement each, before anything reads them
+    # (write_instances). SQLite gives the ids it would give (the highest + 1, under the
+    # write lock); PostgreSQL takes ``expected_instances`` of them from the id sequence in
+    # one round trip, instead of an ``INSERT … RETURNING id`` per registration
     defer_instances: bool = False
+    expected_instances: int = 1
     pending_instances: list[dict[str, Any]] = field(default_factory=list)
     pending_edges: list[dict[str, Any]] = field(default_factory=list)
     _next_id: int | None = None
+    _reserved: list[int] = field(default_factory=list)  # PostgreSQL: ids taken, not used
     # the outbox rows the batch wrote, (seq, id, subject, payload): the relay's, once committed
     written: list[tuple[int, str, str, bytes]] = field(default_factory=list)
 
@@ -148,11 +152,20 @@ class Tx:
             repo.insert_edges(self.conn, rows=[{**e, "downstream_id": instance_id}
                                                for e in edges])
             return instance_id
+        instance_id = self._take_id()
+        self.pending_instances.append({**values, "id": instance_id})
+        self.pending_edges += [{**e, "downstream_id": instance_id} for e in edges]
+        return instance_id
+
+    def _take_id(self) -> int:
+        if self.conn.dialect.name != "sqlite":
+            if not self._reserved:  # descending: the next id is the last
+                self._reserved = sorted(repo.reserve_instance_ids(
+                    self.conn, n=max(1, self.expected_instances)), reverse=True)
+            return self._reserved.pop()
         if self._next_id is None:
             self._next_id = repo.next_instance_id(self.conn)
         instance_id, self._next_id = self._next_id, self._next_id + 1
-        self.pending_instances.append({**values, "id": instance_id})
-        self.pending_edges += [{**e, "downstream_id": instance_id} for e in edges]
         return instance_id
 
     def write_instances(self) -> None:

@@ -8,7 +8,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Select, bindparam, exists, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Insert,
+    Select,
+    bindparam,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from assetd.errors import InvalidError, NotFoundError
@@ -190,6 +201,17 @@ def next_instance_id(conn: Connection) -> int:
     """The id SQLite would give the next instance (its rowid: the highest + 1). Only for a
     writer holding SQLite's write lock (``BEGIN IMMEDIATE``): no one else can insert."""
     return int(conn.execute(_MAX_INSTANCE_ID).scalar() or 0) + 1
+
+
+_RESERVE_IDS = text("SELECT nextval(pg_get_serial_sequence('instance', 'id')) "
+                    "FROM generate_series(1, :n)")
+
+
+def reserve_instance_ids(conn: Connection, *, n: int) -> list[int]:
+    """PostgreSQL: ``n`` instance ids from the table's id sequence, in one round trip (the
+    sequence never hands one out twice, whichever transaction commits; unused ones are
+    gaps, as a rolled-back insert leaves)."""
+    return [int(r[0]) for r in conn.execute(_RESERVE_IDS, {"n": n})]
 
 
 def insert_instances(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
