@@ -66,10 +66,11 @@ def _registry(tmp_path: Path) -> Engine:
 
 
 def _registration(asset: str, *, kind: str = "model",
-                  inputs: list[dict[str, str]] | None = None) -> Received:
+                  inputs: list[dict[str, str]] | None = None, eid: str | None = None
+                  ) -> Received:
     subject = wire.in_subject("assetd", "p", "main", asset, "asset_registered")
     payload = orjson.dumps({
-        "specversion": "1.0", "id": str(uuid.uuid4()), "source": "t",
+        "specversion": "1.0", "id": eid or str(uuid.uuid4()), "source": "t",
         "type": "asset_registered", "subject": asset, "project": "p",
         "data": {"kind": kind, "inputs": inputs or []}})
     rec = Received(tokens=wire.parse_in(subject, "assetd"), seq=1, delivered=1)
@@ -117,6 +118,31 @@ def test_an_optimistic_batch_gives_the_ids_and_edges_one_by_one_would(db_url: st
         outbox = [(r.seq, r.id) for r in conn.execute(select(OUTBOX).order_by(OUTBOX.c.seq))]
     assert edges == [(2, 4)]
     assert [(seq, oid) for seq, oid, _, _ in written] == outbox[1:], "the rows it committed"
+    engine.dispose()
+
+
+def test_a_batch_records_its_ids_in_one_statement(db_url: str) -> None:
+    """The inbox of a batch is one statement on either database (SQLite: the applied ids at
+    the end; PostgreSQL: every id claimed at the start); an id applied before, or earlier in
+    the same batch, is a duplicate."""
+    engine = _engine(db_url)
+    apply_batch(engine, [_registration("a", eid="x")], prefix="assetd", max_deliver=5)
+    batch = [_registration("a", eid="y"), _registration("a", eid="x"),
+             _registration("a", eid="y"), _registration("b", eid="z")]
+    inserts: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO INBOX"):
+            inserts.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    apply_batch(engine, batch, prefix="assetd", max_deliver=5)
+    event.remove(engine, "before_cursor_execute", seen)
+    assert [r.outcome for r in batch] == ["applied", "duplicate", "duplicate", "applied"]
+    assert len(inserts) == 1, inserts
+    assert [(a, v) for _, a, v in _instances(engine)] == [("a", 1), ("a", 2), ("b", 1)]
+    with engine.connect() as conn:
+        assert sorted(conn.execute(select(INBOX.c.event_id)).scalars()) == ["x", "y", "z"]
     engine.dispose()
 
 

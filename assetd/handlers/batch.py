@@ -127,7 +127,8 @@ def _attempt(engine: Engine, batch: list[Received], *, prefix: str, max_deliver:
 def _statements(tx: Tx, batch: list[Received], max_deliver: int, marks: list[int] | None,
                 optimistic: bool) -> None:
     conn = tx.conn
-    inbox = _BatchInbox.read(conn, batch) if conn.dialect.name == "sqlite" else None
+    inbox = (_BatchInbox.read(conn, batch) if conn.dialect.name == "sqlite"
+             else _BatchInbox.claim(conn, batch, tx.now) if optimistic else None)
     for rec in batch:
         if rec.rejection is None and rec.item is not None:
             if optimistic:
@@ -147,27 +148,49 @@ def _statements(tx: Tx, batch: list[Received], max_deliver: int, marks: list[int
 
 
 class _BatchInbox:
-    """SQLite: the inbox of a batch in one read and one write, not a statement per event.
+    """The inbox of a batch in one or two statements, not a statement per event.
 
-    Safe there because the batch's transaction began with ``BEGIN IMMEDIATE``: no other
-    writer (another replica) can add an id between the read and the write. PostgreSQL keeps
-    the per-event ``INSERT … ON CONFLICT DO NOTHING``, which waits for a concurrent replica's
-    transaction holding the same id."""
+    SQLite (:meth:`read`): one read of the batch's ids, and the applied ones written at the
+    end. Safe there because the batch's transaction began with ``BEGIN IMMEDIATE``: no other
+    writer (another replica) can add an id between the read and the write.
 
-    def __init__(self, seen: set[tuple[str, str]]) -> None:
+    PostgreSQL, a batch applied without savepoints (:meth:`claim`): every id of the batch
+    inserted at the start, in one ``INSERT … ON CONFLICT DO NOTHING RETURNING``; an id that
+    does not come back was applied before, or by a concurrent replica (the insert waits for
+    that replica's transaction to end, as the per-event insert did). The ids go in sorted,
+    so that two replicas claiming overlapping ids take their locks in the same order. Any
+    failure rolls the batch back and applies it again event by event, with the per-event
+    insert inside each event's savepoint (a refused event must not keep its id).
+    """
+
+    def __init__(self, seen: set[tuple[str, str]], *, claimed: bool = False) -> None:
         self.seen = seen
+        self.claimed = claimed
         self.rows: list[dict[str, Any]] = []
+
+    @staticmethod
+    def _decoded(batch: list[Received]) -> list[Any]:
+        return [r.item.event for r in batch if r.rejection is None and r.item is not None]
 
     @classmethod
     def read(cls, conn: Connection, batch: list[Received]) -> _BatchInbox:
-        keys = [(r.item.event.project, r.item.event.id) for r in batch
-                if r.rejection is None and r.item is not None]
-        return cls(repo.inbox_seen(conn, keys=keys))
+        return cls(repo.inbox_seen(conn, keys=[(e.project, e.id) for e in cls._decoded(batch)]))
+
+    @classmethod
+    def claim(cls, conn: Connection, batch: list[Received], now: datetime) -> _BatchInbox:
+        first: dict[tuple[str, str], str] = {}
+        for ev in cls._decoded(batch):
+            first.setdefault((ev.project, ev.id), ev.type)
+        rows = [{"project": p, "event_id": i, "type": t, "applied_at": now}
+                for (p, i), t in sorted(first.items())]
+        new = repo.inbox_claim(conn, rows=rows)
+        return cls(set(first) - new, claimed=True)
 
     def applied(self, ev: Any, now: datetime) -> None:
         self.seen.add((ev.project, ev.id))
-        self.rows.append({"project": ev.project, "event_id": ev.id, "type": ev.type,
-                          "applied_at": now})
+        if not self.claimed:
+            self.rows.append({"project": ev.project, "event_id": ev.id, "type": ev.type,
+                              "applied_at": now})
 
 
 def _apply_optimistic(tx: Tx, rec: Received, inbox: _BatchInbox | None) -> None:

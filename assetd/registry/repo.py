@@ -72,6 +72,17 @@ def inbox_seen(conn: Connection, *, keys: list[tuple[str, str]]) -> set[tuple[st
     return seen
 
 
+def inbox_claim(conn: Connection, *, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """PostgreSQL: insert inbox rows, skipping ids already there (or being inserted by
+    another transaction, once it commits); return the ``(project, event_id)`` that went in.
+    Pass the rows sorted by key: concurrent claims then lock in the same order."""
+    if not rows:
+        return set()
+    stmt = _insert_ignore(conn, INBOX, ["project", "event_id"], INBOX.c.project,
+                          INBOX.c.event_id)
+    return {(r[0], r[1]) for r in conn.execute(stmt, rows)}
+
+
 def inbox_insert(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
     """Record applied ids (``project``, ``event_id``, ``type``, ``applied_at``) in one
     statement; a key already there fails the transaction (it would have been a duplicate)."""
