@@ -27,6 +27,8 @@ class Publisher(Protocol):
 
     async def publish(self, messages: Sequence[tuple[str, bytes, dict[str, str]]],
                       timeout: float) -> None: ...
+
+
 # SQLite: how long the relay leaves its published marks for the next ingest batch to write
 # before it writes them itself (a write of its own queues for the one writer's lock)
 MARK_DELAY = 0.25
