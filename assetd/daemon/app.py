@@ -89,7 +89,11 @@ class Daemon:
         self.relay = OutboxRelay(writer=self.writer, reader=self.reader, publisher=self._publisher,
                                  supervisor=self.supervisor, connected=self._connected,
                                  recover=self._ensure_streams, metrics=self.metrics,
-                                 trace=settings.trace_stages)
+                                 trace=settings.trace_stages,
+                                 # room for two inbound batches' rows in one read, so a read
+                                 # after a commit finds them all and the relay goes back to
+                                 # publishing the rows each batch hands over (relay.py)
+                                 batch=2 * settings.batch_size)
         self.ingest = Ingest(engine=self.writer, settings=settings, js=self._js,
                              on_committed=self.relay.wake, rules=lambda: self.rules.current,
                              metrics=self.metrics, max_payload=self._max_payload,
