@@ -101,7 +101,8 @@ class Daemon:
         self.scheduler = Scheduler(engine=self.writer, settings=settings,
                                    rules=lambda: self.rules.current, wake_relay=self.relay.wake,
                                    check_rules=self.rules.check, supervisor=self.supervisor)
-        self.consumer = PullConsumer(js=self._js, settings=settings, handle=self.ingest.handle,
+        self.consumer = PullConsumer(js=self._js, nc=lambda: self.broker.connection,
+                                     settings=settings, handle=self.ingest.handle,
                                      supervisor=self.supervisor, connected=self._connected,
                                      ensure_streams=self._ensure_streams)
         self.query_pool = QueryPool(limit=settings.query_concurrency)

@@ -1,7 +1,8 @@
 """The inbound pull loop: fetch a batch from the durable consumer, hand it over, repeat.
 
-nats-py's ``fetch`` returns as soon as at least one message is available, so a batch is
-"whatever arrived, up to ``batch_size``": low latency when idle, big batches under load.
+``Pull.fetch`` (``daemon/pull.py``, nats-py's ``fetch`` contract without its per-message
+futures) returns as soon as at least one message is available, so a batch is "whatever
+arrived, up to ``batch_size``": low latency when idle, big batches under load.
 
 The loop runs under the daemon's :class:`~assetd.daemon.supervisor.Supervisor`: anything
 but an idle fetch timeout (the connection gone, the consumer or stream deleted, the
@@ -21,6 +22,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import NotFoundError
 
 from assetd.config import Settings
+from assetd.daemon.pull import Pull
 from assetd.daemon.streams import consumer_config, stream_configs
 from assetd.daemon.supervisor import NatsUnavailableError, Supervisor
 from assetd.schemas import wire
@@ -36,12 +38,12 @@ class MissingStreamError(Exception):
 class PullConsumer:
     """Pulls every inbound subject with the durable consumer and calls ``handle``."""
 
-    def __init__(self, *, js: Callable[[], Any], settings: Settings,
+    def __init__(self, *, js: Callable[[], Any], nc: Callable[[], Any], settings: Settings,
                  handle: Callable[[list[Any]], Awaitable[None]], supervisor: Supervisor,
                  connected: Callable[[], bool],
                  ensure_streams: Callable[[], Awaitable[None]],
                  recheck_interval: float = 30.0) -> None:
-        self.js, self.settings, self.handle = js, settings, handle
+        self.js, self.nc, self.settings, self.handle = js, nc, settings, handle
         self.supervisor, self.connected, self.ensure_streams = supervisor, connected, \
             ensure_streams
         self.recheck_interval = recheck_interval
@@ -72,9 +74,8 @@ class PullConsumer:
                 await asyncio.wait_for(old.unsubscribe(), 2)
         # pull_subscribe creates the durable consumer when it does not exist (deleted, or a
         # wiped NATS store), with this configuration
-        self._sub = await self.js().pull_subscribe(
-            wire.project_filter(s.subject_prefix, "in"), durable=DURABLE, stream=STREAM,
-            config=consumer_config(s))
+        self._sub = await Pull.bind(self.js(), self.nc(), stream=STREAM, durable=DURABLE,
+                                    config=consumer_config(s))
 
     async def stop(self) -> None:
         """Stop fetching; the batch in hand is finished, committed and acked first.

@@ -1,0 +1,92 @@
+"""The inbound pull (``daemon/pull.py``) on a real nats-server: ``fetch``'s contract — what is
+there at once up to a batch, else the first message to arrive, else a timeout — and a
+refused or impossible pull raised, never waited on for ever."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
+
+from assetd.daemon.pull import Pull
+
+
+@pytest.fixture
+async def stream(js: Any) -> Any:
+    name = f"PULL_{uuid.uuid4().hex[:8]}"
+    await js.add_stream(StreamConfig(name=name, subjects=[f"{name.lower()}.>"]))
+    yield name
+    await js.delete_stream(name)
+
+
+def _config() -> ConsumerConfig:
+    return ConsumerConfig(durable_name="d", ack_policy=AckPolicy.EXPLICIT, ack_wait=30)
+
+
+async def test_what_is_there_comes_at_once_up_to_the_batch(nc: Any, js: Any,
+                                                            stream: str) -> None:
+    for i in range(30):
+        await js.publish(f"{stream.lower()}.x", f"m{i}".encode())
+    pull = await Pull.bind(js, nc, stream=stream, durable="d", config=_config())
+    started = time.monotonic()
+    first = await pull.fetch(10, timeout=5)
+    rest = await pull.fetch(100, timeout=5)
+    assert time.monotonic() - started < 1, "nothing waited for the timeout"
+    assert [m.data for m in first + rest] == [f"m{i}".encode() for i in range(30)]
+    for m in first + rest:
+        await m.ack()
+    await pull.unsubscribe()
+
+
+async def test_an_idle_fetch_returns_with_the_first_message(nc: Any, js: Any,
+                                                            stream: str) -> None:
+    pull = await Pull.bind(js, nc, stream=stream, durable="d", config=_config())
+
+    async def later() -> None:
+        await asyncio.sleep(0.3)
+        await js.publish(f"{stream.lower()}.x", b"late")
+
+    task = asyncio.create_task(later())
+    started = time.monotonic()
+    got = await pull.fetch(100, timeout=5)
+    assert [m.data for m in got] == [b"late"]
+    assert time.monotonic() - started < 2
+    await task
+    await got[0].ack()
+    with pytest.raises(TimeoutError):  # nothing more: the caller's timeout, not longer
+        started = time.monotonic()
+        await pull.fetch(100, timeout=0.5)
+    assert time.monotonic() - started < 1.5
+    # and the long poll left open still delivers into the next fetch
+    await js.publish(f"{stream.lower()}.x", b"next")
+    assert [m.data for m in await pull.fetch(100, timeout=5)] == [b"next"]
+    await pull.unsubscribe()
+
+
+async def test_a_users_status_header_is_a_message_not_a_server_reply(
+        nc: Any, js: Any, stream: str) -> None:
+    await js.publish(f"{stream.lower()}.x", b"", headers={"Status": "408"})
+    pull = await Pull.bind(js, nc, stream=stream, durable="d", config=_config())
+    got = await pull.fetch(10, timeout=5)
+    assert len(got) == 1 and got[0].headers["Status"] == "408"
+    await got[0].ack()
+    await pull.unsubscribe()
+
+
+async def test_a_deleted_consumer_fails_the_fetch(nc: Any, js: Any, stream: str) -> None:
+    pull = await Pull.bind(js, nc, stream=stream, durable="d", config=_config())
+    await js.delete_consumer(stream, "d")
+    started = time.monotonic()
+    with pytest.raises(Exception) as err:
+        await pull.fetch(10, timeout=3)
+    assert not isinstance(err.value, TimeoutError), "a refusal, not an idle timeout"
+    assert time.monotonic() - started < 3
+    await pull.unsubscribe()
+    rebound = await Pull.bind(js, nc, stream=stream, durable="d", config=_config())
+    await js.publish(f"{stream.lower()}.x", b"after")
+    assert [m.data for m in await rebound.fetch(10, timeout=5)] == [b"after"]
+    await rebound.unsubscribe()
