@@ -14,6 +14,7 @@ from typing import Any
 
 import nats
 import pytest
+from nats.js.api import StreamConfig
 from sqlalchemy import create_engine, text
 
 from assetd.client import AssetClient
@@ -75,6 +76,16 @@ async def nc(nats_server: EmbeddedNats) -> AsyncIterator[Any]:
 def js(nc: Any) -> Any:
     """JetStream context of :func:`nc`."""
     return nc.jetstream()
+
+
+@pytest.fixture
+async def scratch_stream(js: Any) -> AsyncIterator[str]:
+    """A JetStream file stream of its own on the test server, ``<name>.>`` its subjects
+    (lower case), deleted afterwards."""
+    name = f"SCRATCH_{uuid.uuid4().hex[:8]}"
+    await js.add_stream(StreamConfig(name=name, subjects=[f"{name.lower()}.>"]))
+    yield name
+    await js.delete_stream(name)
 
 
 @pytest.fixture(scope="session")

@@ -6,21 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from typing import Any
 
 import pytest
-from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from assetd.daemon.pull import Pull
-
-
-@pytest.fixture
-async def stream(js: Any) -> Any:
-    name = f"PULL_{uuid.uuid4().hex[:8]}"
-    await js.add_stream(StreamConfig(name=name, subjects=[f"{name.lower()}.>"]))
-    yield name
-    await js.delete_stream(name)
 
 
 def _config() -> ConsumerConfig:
@@ -28,10 +19,10 @@ def _config() -> ConsumerConfig:
 
 
 async def test_what_is_there_comes_at_once_up_to_the_batch(nc: Any, js: Any,
-                                                            stream: str) -> None:
+                                                            scratch_stream: str) -> None:
     for i in range(30):
-        await js.publish(f"{stream.lower()}.x", f"m{i}".encode())
-    pull = await Pull.bind(js, nc, stream=stream, durable="d", config=_config())
+        await js.publish(f"{scratch_stream.lower()}.x", f"m{i}".encode())
+    pull = await Pull.bind(js, nc, stream=scratch_stream, durable="d", config=_config())
     started = time.monotonic()
     first = await pull.fetch(10, timeout=5)
     rest = await pull.fetch(100, timeout=5)
@@ -43,12 +34,12 @@ async def test_what_is_there_comes_at_once_up_to_the_batch(nc: Any, js: Any,
 
 
 async def test_an_idle_fetch_returns_with_the_first_message(nc: Any, js: Any,
-                                                            stream: str) -> None:
-    pull = await Pull.bind(js, nc, stream=stream, durable="d", config=_config())
+                                                            scratch_stream: str) -> None:
+    pull = await Pull.bind(js, nc, stream=scratch_stream, durable="d", config=_config())
 
     async def later() -> None:
         await asyncio.sleep(0.3)
-        await js.publish(f"{stream.lower()}.x", b"late")
+        await js.publish(f"{scratch_stream.lower()}.x", b"late")
 
     task = asyncio.create_task(later())
     started = time.monotonic()
@@ -62,31 +53,31 @@ async def test_an_idle_fetch_returns_with_the_first_message(nc: Any, js: Any,
         await pull.fetch(100, timeout=0.5)
     assert time.monotonic() - started < 1.5
     # and the long poll left open still delivers into the next fetch
-    await js.publish(f"{stream.lower()}.x", b"next")
+    await js.publish(f"{scratch_stream.lower()}.x", b"next")
     assert [m.data for m in await pull.fetch(100, timeout=5)] == [b"next"]
     await pull.unsubscribe()
 
 
 async def test_a_users_status_header_is_a_message_not_a_server_reply(
-        nc: Any, js: Any, stream: str) -> None:
-    await js.publish(f"{stream.lower()}.x", b"", headers={"Status": "408"})
-    pull = await Pull.bind(js, nc, stream=stream, durable="d", config=_config())
+        nc: Any, js: Any, scratch_stream: str) -> None:
+    await js.publish(f"{scratch_stream.lower()}.x", b"", headers={"Status": "408"})
+    pull = await Pull.bind(js, nc, stream=scratch_stream, durable="d", config=_config())
     got = await pull.fetch(10, timeout=5)
     assert len(got) == 1 and got[0].headers["Status"] == "408"
     await got[0].ack()
     await pull.unsubscribe()
 
 
-async def test_a_deleted_consumer_fails_the_fetch(nc: Any, js: Any, stream: str) -> None:
-    pull = await Pull.bind(js, nc, stream=stream, durable="d", config=_config())
-    await js.delete_consumer(stream, "d")
+async def test_a_deleted_consumer_fails_the_fetch(nc: Any, js: Any, scratch_stream: str) -> None:
+    pull = await Pull.bind(js, nc, stream=scratch_stream, durable="d", config=_config())
+    await js.delete_consumer(scratch_stream, "d")
     started = time.monotonic()
     with pytest.raises(Exception) as err:
         await pull.fetch(10, timeout=3)
     assert not isinstance(err.value, TimeoutError), "a refusal, not an idle timeout"
     assert time.monotonic() - started < 3
     await pull.unsubscribe()
-    rebound = await Pull.bind(js, nc, stream=stream, durable="d", config=_config())
-    await js.publish(f"{stream.lower()}.x", b"after")
+    rebound = await Pull.bind(js, nc, stream=scratch_stream, durable="d", config=_config())
+    await js.publish(f"{scratch_stream.lower()}.x", b"after")
     assert [m.data for m in await rebound.fetch(10, timeout=5)] == [b"after"]
     await rebound.unsubscribe()

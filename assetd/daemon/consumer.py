@@ -18,7 +18,6 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import NotFoundError
 
 from assetd.config import Settings
@@ -72,8 +71,8 @@ class PullConsumer:
         if old is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(old.unsubscribe(), 2)
-        # pull_subscribe creates the durable consumer when it does not exist (deleted, or a
-        # wiped NATS store), with this configuration
+        # the durable consumer is created when it does not exist (deleted, or a wiped NATS
+        # store), with this configuration
         self._sub = await Pull.bind(self.js(), self.nc(), stream=STREAM, durable=DURABLE,
                                     config=consumer_config(s))
 
@@ -107,7 +106,7 @@ class PullConsumer:
             try:
                 msgs = await self._sub.fetch(batch=self.settings.batch_size,
                                              timeout=self.settings.fetch_timeout)
-            except (TimeoutError, NatsTimeoutError):
+            except TimeoutError:  # idle
                 continue
             await self.handle(msgs)
 

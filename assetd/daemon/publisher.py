@@ -14,7 +14,6 @@ after ``timeout``. A late acknowledgement of a batch that already failed is igno
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -76,13 +75,6 @@ class BatchPublisher:
         batch.left -= 1
         if batch.left == 0:
             batch.done.set_result(None)
-
-    async def close(self) -> None:
-        """Let go of the inbox subscription (the connection stays)."""
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-            self._sub = None
 
 
 def _refusal(msg: Msg) -> Exception | None:

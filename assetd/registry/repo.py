@@ -86,10 +86,16 @@ def inbox_claim(conn: Connection, *, rows: list[dict[str, Any]]) -> set[tuple[st
 def inbox_insert(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
     """Record applied ids (``project``, ``event_id``, ``type``, ``applied_at``) in one
     statement; a key already there fails the transaction (it would have been a duplicate)."""
+    _insert_rows(conn, _INBOX_INSERT, rows)
+
+
+def _insert_rows(conn: Connection, stmt: Insert, rows: list[dict[str, Any]]) -> None:
+    """A plain insert of many rows: on SQLite one multi-row statement on the driver
+    (``bulk``), elsewhere SQLAlchemy's ``executemany`` of the prebuilt ``stmt``."""
     if rows and conn.dialect.name == "sqlite":
-        bulk.insert(conn, INBOX, rows)
+        bulk.insert(conn, stmt.table, rows)  # type: ignore[arg-type]
     elif rows:
-        conn.execute(_INBOX_INSERT, rows)
+        conn.execute(stmt, rows)
 
 
 def outbox_add(conn: Connection, *, rows: list[dict[str, Any]]
@@ -227,18 +233,12 @@ def reserve_instance_ids(conn: Connection, *, n: int) -> list[int]:
 
 def insert_instances(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
     """Insert instance rows whose ``id`` is given, in one statement."""
-    if rows and conn.dialect.name == "sqlite":
-        bulk.insert(conn, INSTANCE, rows)
-    elif rows:
-        conn.execute(_INSERT_INSTANCES, rows)
+    _insert_rows(conn, _INSERT_INSTANCES, rows)
 
 
 def insert_edges(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
     """Insert lineage edges."""
-    if rows and conn.dialect.name == "sqlite":
-        bulk.insert(conn, EDGE, rows)
-    elif rows:
-        conn.execute(_INSERT_EDGE, rows)
+    _insert_rows(conn, _INSERT_EDGE, rows)
 
 
 def _resolvers() -> dict[str, Select[Any]]:
