@@ -43,6 +43,10 @@ class FakeMsg:
         return SimpleNamespace(num_delivered=self.delivered, timestamp=datetime.now(UTC),
                                sequence=SimpleNamespace(stream=self.seq))
 
+    @property
+    def reply(self) -> str:  # what the daemon reads both numbers from (pull.delivery)
+        return f"$JS.ACK.ASSETD_IN.assetd.{self.delivered}.{self.seq}.{self.seq}.0.0"
+
     async def ack(self) -> None:
         self.acked = True
 

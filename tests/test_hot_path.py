@@ -23,6 +23,7 @@ from assetd.registry.tables import EDGE, INBOX, INSTANCE, OUTBOX
 from assetd.schemas import wire
 from assetd.schemas.inbound import AssetDefined, AssetRegistered
 from assetd.schemas.limits import Limits
+from assetd.schemas.outbound import InstanceCreated
 
 
 def test_outbound_id_is_uuid5_of_its_name() -> None:
@@ -66,13 +67,13 @@ def _registry(tmp_path: Path) -> Engine:
 
 
 def _registration(asset: str, *, kind: str = "model",
-                  inputs: list[dict[str, str]] | None = None, eid: str | None = None
-                  ) -> Received:
+                  inputs: list[dict[str, str]] | None = None, eid: str | None = None,
+                  **data: Any) -> Received:
     subject = wire.in_subject("assetd", "p", "main", asset, "asset_registered")
     payload = orjson.dumps({
         "specversion": "1.0", "id": eid or str(uuid.uuid4()), "source": "t",
         "type": "asset_registered", "subject": asset, "project": "p",
-        "data": {"kind": kind, "inputs": inputs or []}})
+        "data": {"kind": kind, "inputs": inputs or [], **data}})
     rec = Received(tokens=wire.parse_in(subject, "assetd"), seq=1, delivered=1)
     rec.item = decode(subject, payload, prefix="assetd", max_bytes=1 << 20)
     return rec
@@ -118,6 +119,38 @@ def test_an_optimistic_batch_gives_the_ids_and_edges_one_by_one_would(db_url: st
         outbox = [(r.seq, r.id) for r in conn.execute(select(OUTBOX).order_by(OUTBOX.c.seq))]
     assert edges == [(2, 4)]
     assert [(seq, oid) for seq, oid, _, _ in written] == outbox[1:], "the rows it committed"
+    engine.dispose()
+
+
+def test_instance_created_is_byte_for_byte_what_its_model_dumps(db_url: str) -> None:
+    """The registration's ``instance_created`` is built as a plain dict (no second
+    validation): the same JSON, key order included, as ``InstanceCreated`` dumps, both for a
+    registration and for a promotion's copy to another branch."""
+    engine = _engine(db_url)
+    batch = [_registration("a", annotations={"f1": 0.5, "n": 3, "ok": True, "none": None,
+                                             "s": "é漢"},
+                           tags={"run": "1"}, reference={"uri": "s3://b/k", "blobs": ["x"]}),
+             _registration("b", inputs=[{"asset": "a", "instance": "latest"}],
+                           state="pending")]
+    copy = f"""{{"specversion": "1.0", "id": "{uuid.uuid4()}", "source": "t",
+        "type": "promotion_requested", "subject": "a", "project": "p",
+        "data": {{"instance": "v1", "to_branch": "staging", "reason": "r"}}}}""".encode()
+    subject = wire.in_subject("assetd", "p", "main", "a", "promotion_requested")
+    promote = Received(tokens=wire.parse_in(subject, "assetd"), seq=2, delivered=1)
+    promote.item = decode(subject, copy, prefix="assetd", max_bytes=1 << 20)
+    written: list[tuple[int, str, str, bytes]] = []
+    apply_batch(engine, batch, prefix="assetd", max_deliver=5, written=written)
+    apply_batch(engine, [promote], prefix="assetd", max_deliver=5, written=written)
+    assert [r.outcome for r in [*batch, promote]] == ["applied"] * 3
+    created = [orjson.loads(payload)["data"] for _, _, subject, payload in written
+               if subject.endswith(".instance_created")]
+    assert [(d["instance"], d["state"]) for d in created] == [
+        ("v1", "ready"), ("v1", "pending"), ("v1", "ready")]
+    assert created[1]["inputs"] == [{"asset": "a", "branch": "main", "instance": "v1"}]
+    assert created[2]["annotations"]["promoted_from_branch"] == "main"
+    for data in created:
+        dumped = InstanceCreated.model_validate(data).model_dump(mode="json", by_alias=True)
+        assert orjson.dumps(data) == orjson.dumps(dumped)
     engine.dispose()
 
 

@@ -9,9 +9,11 @@ import time
 from typing import Any
 
 import pytest
+from nats.aio.msg import Msg
+from nats.errors import NotJSMessageError
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from assetd.daemon.pull import Pull
+from assetd.daemon.pull import Pull, delivery
 
 
 def _config() -> ConsumerConfig:
@@ -31,6 +33,28 @@ async def test_what_is_there_comes_at_once_up_to_the_batch(nc: Any, js: Any,
     for m in first + rest:
         await m.ack()
     await pull.unsubscribe()
+
+
+async def test_delivery_reads_the_ack_subject_as_nats_py_does(nc: Any, js: Any,
+                                                              scratch_stream: str) -> None:
+    for i in range(3):
+        await js.publish(f"{scratch_stream.lower()}.x", f"m{i}".encode())
+    pull = await Pull.bind(js, nc, stream=scratch_stream, durable="d", config=_config())
+    first = await pull.fetch(10, timeout=5)
+    await first[1].nak()
+    again = await pull.fetch(10, timeout=5)
+    assert [delivery(m) for m in first] == [(1, 1), (2, 1), (3, 1)]
+    assert [delivery(m) for m in again] == [(2, 2)]
+    for m in first + again:
+        assert delivery(m) == (m.metadata.sequence.stream, m.metadata.num_delivered)
+    for m in [first[0], first[2], *again]:
+        await m.ack()
+    await pull.unsubscribe()
+    # the form with a domain and an account hash goes through nats-py's own reading
+    domain = Msg(nc, reply="$JS.ACK.hub.ACCHASH.S.d.4.17.9.1700000000000000000.0.tok")
+    assert delivery(domain) == (17, 4)
+    with pytest.raises(NotJSMessageError):
+        delivery(Msg(nc, reply="_INBOX.abc"))
 
 
 async def test_an_idle_fetch_returns_with_the_first_message(nc: Any, js: Any,

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from assetd.config import Settings, limits
+from assetd.daemon.pull import delivery
 from assetd.daemon.relay import Marks, Row
 from assetd.errors import RejectedError
 from assetd.handlers.batch import Received, apply_batch, give_up, rejection_row
@@ -126,16 +127,17 @@ class Ingest:
             self.counters["retry"] += len(msgs)
             await asyncio.gather(*(m.nak(delay=self._delay(m)) for m in msgs))
             return
-        spent = [m for m in msgs if m.metadata.num_delivered >= s.max_deliver]
-        retry = [m for m in msgs if m.metadata.num_delivered < s.max_deliver]
+        spent = [m for m in msgs if delivery(m)[1] >= s.max_deliver]
+        retry = [m for m in msgs if delivery(m)[1] < s.max_deliver]
         self.counters["retry"] += len(retry)
         await asyncio.gather(*(m.nak(delay=self._delay(m)) for m in retry))
         if not spent:
             return
         recs = []
         for m in spent:
-            rec = Received(tokens=wire.parse_in(m.subject, s.subject_prefix),
-                           seq=m.metadata.sequence.stream, delivered=m.metadata.num_delivered)
+            seq, delivered = delivery(m)
+            rec = Received(tokens=wire.parse_in(m.subject, s.subject_prefix), seq=seq,
+                           delivered=delivered)
             read_ids(rec.tokens, m.data[: s.max_message_bytes])
             rec.reject(give_up(rec.delivered, error))
             recs.append(rec)
@@ -160,8 +162,8 @@ class Ingest:
         m = self.metrics
         m.batch_size.observe(len(batch))
         m.batch_seconds.observe(seconds)
-        for rec in batch:
-            m.events.labels(rec.tokens.type, rec.outcome).inc()
+        for (type_, result), n in Counter((r.tokens.type, r.outcome) for r in batch).items():
+            m.events.labels(type_, result).inc(n)
         for outcome, n in decisions.items():
             m.decisions.labels(outcome).inc(n)
 
@@ -174,8 +176,8 @@ class Ingest:
         batch = []
         for m in msgs:
             tok = wire.parse_in(m.subject, s.subject_prefix)
-            rec = Received(tokens=tok, seq=m.metadata.sequence.stream,
-                           delivered=m.metadata.num_delivered)
+            seq, delivered = delivery(m)
+            rec = Received(tokens=tok, seq=seq, delivered=delivered)
             try:
                 rec.item = decode(m.subject, m.data, prefix=s.subject_prefix, headers=m.headers,
                                   max_bytes=s.max_message_bytes, limits=self.limits)
@@ -212,7 +214,7 @@ class Ingest:
 
     def _delay(self, msg: Any) -> float:
         """nak_delay * 2**(attempt-1), at most 60 s."""
-        attempt = max(1, int(msg.metadata.num_delivered))
+        attempt = max(1, delivery(msg)[1])
         return float(min(self.settings.nak_delay * 2 ** min(attempt - 1, 16), 60.0))
 
 

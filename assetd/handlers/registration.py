@@ -76,12 +76,15 @@ def create_instance(
         for up_id, _ in inputs])
     tx.took_version(project, branch, asset, version)
     tx.stats.created((project, branch, asset), version if state == "ready" else None)
-    tx.emit(project=project, branch=branch, asset=asset, cause=cause,
-            data=InstanceCreated(
-                instance=f"v{version}", version=version, kind=kind,
-                annotations=annotations, tags=tags, reference=reference,
-                inputs=[ref for _, ref in inputs], state=state,
-                producer=producer))
+    # instance_created as its model would dump it, without validating again what the
+    # inbound model (or the registry) already holds: model + dump were ~5 % of the daemon's
+    # time under load (docs/benchmarks.md; tests/test_hot_path.py checks it against the model)
+    tx.emit_json(project=project, branch=branch, asset=asset, cause=cause,
+                 type_=InstanceCreated.TYPE, body={
+                     "instance": f"v{version}", "version": version, "kind": kind,
+                     "annotations": annotations, "tags": tags, "reference": reference,
+                     "inputs": [ref.model_dump() for _, ref in inputs], "producer": producer,
+                     "state": state})
     return InstanceRef(instance_id, project, branch, asset, version, kind, state, "valid",
                        annotations)
 

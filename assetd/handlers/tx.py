@@ -125,15 +125,23 @@ class Tx:
         Its id derives from ``key`` (default: the inbound id ``cause``), so a retried batch
         queues the same ids and the outbox and JetStream both drop the copy.
         """
-        body = data.model_dump(mode="json", by_alias=True)
+        self.emit_json(project=project, branch=branch, asset=asset, cause=cause,
+                       type_=data.TYPE, body=data.model_dump(mode="json", by_alias=True),
+                       key=key)
+
+    def emit_json(
+        self, *, project: str, branch: str, asset: str, cause: str | None, type_: str,
+        body: dict[str, Any], key: str | None = None,
+    ) -> None:
+        """:meth:`emit` of a ``data`` already in the JSON form its type's model dumps."""
         row = outbound(prefix=self.prefix, project=project, branch=branch, asset=asset,
-                       type_=data.TYPE, cause=cause, data=body, key=key, now=self.now,
+                       type_=type_, cause=cause, data=body, key=key, now=self.now,
                        trace=self.trace)
         if len(row["payload"]) > OUTBOUND_MAX_BYTES:
-            raise RejectedError(f"its {data.TYPE} event would be {len(row['payload'])} bytes; the "
+            raise RejectedError(f"its {type_} event would be {len(row['payload'])} bytes; the "
                                 f"limit is {OUTBOUND_MAX_BYTES} (send fewer or smaller values)")
         self.outbox.append(row)
-        self.emitted.append((data.TYPE, asset, branch, body))
+        self.emitted.append((type_, asset, branch, body))
 
     def keep(self) -> None:
         """The current event's change stands: its outbound events go in with the batch."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -73,6 +74,7 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
+@lru_cache(maxsize=256)  # a batch's events share one ``now``: formatted once, not per event
 def iso(ts: datetime) -> str:
     """RFC 3339 in UTC with a ``Z``; naive datetimes (as stored) are taken as UTC."""
     if ts.tzinfo is None:
