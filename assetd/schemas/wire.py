@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from assetd.schemas.envelope import iso
@@ -152,17 +153,20 @@ class Tokens:
 
 def parse_in(subject: str, prefix: str) -> Tokens:
     """Read ``<p>.in.<project>.<branch token>.<asset>.<type>``, each bad token as ``_``."""
-    tok = Tokens(subject=subject)
+    project, branch, asset, type_ = _in_tokens(subject, prefix)
+    return Tokens(subject, project, branch, asset, type_)
+
+
+@lru_cache(maxsize=4096)  # a pipeline sends many events on few subjects: read each once
+def _in_tokens(subject: str, prefix: str) -> tuple[str, str | None, str, str]:
     parts = subject.split(".")
     if len(parts) == 5 and parts[:2] == [prefix, "in"]:
         parts.insert(3, UNKNOWN)  # version 1 (no branch token): refused, but said where
     elif len(parts) != 6 or parts[:2] != [prefix, "in"]:
-        return tok
-    tok.project = parts[2] if is_project(parts[2]) else UNKNOWN
-    tok.branch = branch_of(parts[3])
-    tok.asset = parts[4] if is_asset(parts[4]) else UNKNOWN
-    tok.type = parts[5] if _TYPE.match(parts[5]) else UNKNOWN
-    return tok
+        return UNKNOWN, None, UNKNOWN, UNKNOWN
+    return (parts[2] if is_project(parts[2]) else UNKNOWN, branch_of(parts[3]),
+            parts[4] if is_asset(parts[4]) else UNKNOWN,
+            parts[5] if _TYPE.match(parts[5]) else UNKNOWN)
 
 
 def parse_api(subject: str, prefix: str) -> tuple[str | None, str] | None:
