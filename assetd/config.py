@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     max_lineage_nodes: int = Field(default=10_000, ge=1)
     max_lineage_edges: int = Field(default=50_000, ge=1)
     batch_size: int = Field(default=1000, ge=1, le=10000)
+    relay_process: bool = Field(
+        default=True, description="publish the outbox from a child process (a second core)")
     fetch_timeout: float = Field(default=2.0, gt=0, description="idle long-poll")
     trace_stages: bool = Field(default=False, description="log each batch's time per stage")
     max_deliver: int = Field(default=10, ge=1)

@@ -28,6 +28,7 @@ from assetd.daemon.http_ui import WebUi
 from assetd.daemon.publisher import BatchPublisher
 from assetd.daemon.query_pool import QueryPool
 from assetd.daemon.relay import OutboxRelay
+from assetd.daemon.relay_process import ProcessPublisher
 from assetd.daemon.rules_watch import RulesHolder, rules_path
 from assetd.daemon.scheduler import Scheduler
 from assetd.daemon.security import nats_security
@@ -72,6 +73,8 @@ class Daemon:
         self._js_ctx: Any = None
         self._js_for: Any = None  # the connection _js_ctx belongs to
         self._publisher_ctx: BatchPublisher | None = None  # the relay's, per connection too
+        self._process_publisher = ProcessPublisher(settings) if settings.relay_process \
+            else None
         self._changed_pending = False
         self.answers = answer_cache(url, self.writer, max_entries=settings.query_cache,
                                     committed=self._changed_soon)
@@ -148,8 +151,11 @@ class Daemon:
             self._js_ctx, self._js_for = nc.jetstream(), nc
         return self._js_ctx
 
-    def _publisher(self) -> BatchPublisher:
-        """The relay's publisher of the current connection (its ack inbox lives on it)."""
+    def _publisher(self) -> BatchPublisher | ProcessPublisher:
+        """The relay's publisher: its child process (``relay_process``), or one on the
+        current connection (its ack inbox lives on it)."""
+        if self._process_publisher is not None:
+            return self._process_publisher
         nc = self.broker.connection
         if self._publisher_ctx is None or self._publisher_ctx.nc is not nc:
             self._publisher_ctx = BatchPublisher(nc)
@@ -342,6 +348,8 @@ class Daemon:
                               f"{str(exc).splitlines()[0][:300]}") from None
         await self._connect()
         self._check_max_payload()
+        if self._process_publisher is not None:  # before anything is asked of the daemon
+            await self._retrying("start the relay's process", self._process_publisher.start)
         await self._retrying("declare streams", lambda: ensure_streams(
             self._js(), self.settings.subject_prefix, self.settings.stream_replicas))
         self._loop = asyncio.get_running_loop()
@@ -399,6 +407,8 @@ class Daemon:
                            ("inbound", self.consumer.stop), ("relay", self.relay.stop),
                            ("queries", self.query_pool.drain)):
             await _bounded(name, step, deadline - spare)
+        if self._process_publisher is not None:
+            await _bounded("relay process", self._process_publisher.close, deadline - spare)
         await _bounded("nats", self._close_nats, deadline)
         self.query_pool.close()
         self.answers.close()

@@ -1,0 +1,105 @@
+"""The relay's publishing in a child process, on a real nats-server: what ``BatchPublisher``
+promises still holds across the process boundary (every message stored and acknowledged,
+nats-py's own errors on a refusal), and a child that dies, is interrupted or cannot reach
+NATS fails one publish clearly and is replaced, never hangs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from typing import Any
+
+import pytest
+from nats.js.errors import APIError, NoStreamResponseError
+
+from assetd.config import Settings
+from assetd.daemon.embedded import EmbeddedNats, free_port
+from assetd.daemon.relay_process import ProcessPublisher, RelayProcessError
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_a_batch_is_stored_and_acknowledged_by_the_child(
+        nats_server: EmbeddedNats, js: Any, scratch_stream: str) -> None:
+    pub = ProcessPublisher(Settings(nats_url=nats_server.url))
+    await pub.start()
+    pid = pub.pid
+    assert pid is not None and pid != os.getpid() and _alive(pid)
+    subject = f"{scratch_stream.lower()}.x"
+    try:
+        await pub.publish([(subject, f"m{i}".encode(), {"Nats-Msg-Id": f"id-{i}"})
+                           for i in range(300)], timeout=10)
+        assert (await js.stream_info(scratch_stream)).state.messages == 300
+        first = await js.get_msg(scratch_stream, 1)
+        assert first.data == b"m0" and first.headers["Nats-Msg-Id"] == "id-0"
+        # the same ids again: JetStream drops the copies
+        await pub.publish([(subject, b"again", {"Nats-Msg-Id": f"id-{i}"})
+                           for i in range(300)], timeout=10)
+        assert (await js.stream_info(scratch_stream)).state.messages == 300
+        assert pub.pid == pid, "one child for every batch"
+    finally:
+        await pub.close()
+    assert pub.pid is None and not _alive(pid), "the child ends with close()"
+
+
+async def test_refusals_are_nats_pys_own_errors(nats_server: EmbeddedNats, js: Any,
+                                                scratch_stream: str) -> None:
+    pub = ProcessPublisher(Settings(nats_url=nats_server.url))
+    subject = f"{scratch_stream.lower()}.x"
+    try:
+        with pytest.raises(NoStreamResponseError):
+            await pub.publish([(f"nostream{uuid.uuid4().hex[:6]}.x", b"m",
+                                {"Nats-Msg-Id": "a"})], timeout=10)
+        with pytest.raises(APIError) as err:
+            await pub.publish([(subject, b"no", {"Nats-Msg-Id": "no-1",
+                                                 "Nats-Expected-Stream": "ANOTHER"})],
+                              timeout=10)
+        assert err.value.code == 400 and "stream" in str(err.value).lower()
+        quiet = f"quiet.{uuid.uuid4().hex[:6]}"
+        sub = await js._nc.subscribe(quiet)  # a responder that never acknowledges
+        with pytest.raises(TimeoutError):
+            await pub.publish([(quiet, b"m", {"Nats-Msg-Id": "q"})], timeout=0.5)
+        await sub.unsubscribe()
+        # and the same child goes on publishing
+        pid = pub.pid
+        await pub.publish([(subject, b"ok", {"Nats-Msg-Id": "ok-1"})], timeout=10)
+        assert pub.pid == pid
+        assert (await js.stream_info(scratch_stream)).state.messages == 1
+    finally:
+        await pub.close()
+
+
+async def test_a_killed_child_fails_one_publish_and_is_replaced(
+        nats_server: EmbeddedNats, js: Any, scratch_stream: str) -> None:
+    pub = ProcessPublisher(Settings(nats_url=nats_server.url))
+    subject = f"{scratch_stream.lower()}.x"
+    try:
+        await pub.start()
+        first = pub.pid
+        assert first is not None
+        os.kill(first, signal.SIGINT)  # a terminal's Ctrl-C: the daemon decides, not it
+        await pub.publish([(subject, b"a", {"Nats-Msg-Id": "a"})], timeout=10)
+        assert pub.pid == first
+        os.kill(first, signal.SIGKILL)
+        with pytest.raises(RelayProcessError, match="ended"):
+            await pub.publish([(subject, b"b", {"Nats-Msg-Id": "b"})], timeout=10)
+        await pub.publish([(subject, b"b", {"Nats-Msg-Id": "b"})], timeout=10)
+        assert pub.pid not in (None, first)
+        assert (await js.stream_info(scratch_stream)).state.messages == 2
+    finally:
+        await pub.close()
+
+
+async def test_no_nats_is_a_clear_error_not_a_hang() -> None:
+    pub = ProcessPublisher(Settings(nats_url=f"nats://127.0.0.1:{free_port()}",
+                                    startup_timeout=2))
+    with pytest.raises(RelayProcessError, match="could not connect to NATS: none within 2 s"):
+        await pub.start()
+    assert pub.pid is None
