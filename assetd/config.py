@@ -14,6 +14,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from assetd.nats_tls import tls_context
 from assetd.schemas.ids import BranchId
 from assetd.schemas.limits import Limits
 
@@ -145,18 +146,17 @@ class Settings(BaseSettings):
             opts["user"] = self.nats_user
             if self.nats_password:
                 opts["password"] = self.nats_password.get_secret_value()
-        if self.nats_tls_ca or self.nats_tls_cert:
-            import ssl
-
-            ctx = ssl.create_default_context(
-                cafile=str(self.nats_tls_ca) if self.nats_tls_ca else None
-            )
-            if self.nats_tls_cert:
-                ctx.load_cert_chain(
-                    str(self.nats_tls_cert), str(self.nats_tls_key) if self.nats_tls_key else None
-                )
-            opts["tls"] = ctx
+        if tls := self.nats_tls_files():
+            opts["tls"] = tls_context(*tls)
         return opts
+
+    def nats_tls_files(self) -> tuple[str | None, str | None, str | None] | None:
+        """``(CA file, client certificate, its key)`` when TLS is configured, else None."""
+        if not (self.nats_tls_ca or self.nats_tls_cert):
+            return None
+        return (str(self.nats_tls_ca) if self.nats_tls_ca else None,
+                str(self.nats_tls_cert) if self.nats_tls_cert else None,
+                str(self.nats_tls_key) if self.nats_tls_key else None)
 
 
 def limits(settings: Settings) -> Limits:

@@ -299,8 +299,11 @@ async def test_daemon_and_client_with_each_credential_kind(
         daemon = Settings(nats_url=server.url, db_url=f"sqlite:///{tmp_path / 'r.db'}",
                           data_dir=tmp_path, http_port=0, fetch_timeout=0.5, nak_delay=0.1,
                           startup_timeout=20)
-        async with running_daemon(daemon), \
+        async with running_daemon(daemon) as d, \
                 AssetClient("fraud", settings=cred, timeout=15) as client:
+            # its relay's child reached the server with the same credential (or it would
+            # not have started)
+            assert d._process_publisher is not None and d._process_publisher.pid
             eid = await client.publish("asset_registered", "m", {"kind": "model"},
                                        event_id=str(uuid.uuid4()))
             for _ in range(300):

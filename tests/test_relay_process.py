@@ -5,17 +5,22 @@ NATS fails one publish clearly and is replaced, never hangs."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import uuid
 from typing import Any
 
+import orjson
 import pytest
 from nats.js.errors import APIError, NoStreamResponseError
 
+from assetd.client import AssetClient
 from assetd.config import Settings
+from assetd.daemon.app import Daemon
 from assetd.daemon.embedded import EmbeddedNats, free_port
 from assetd.daemon.relay_process import ProcessPublisher, RelayProcessError
+from assetd.schemas import wire
 
 
 def _alive(pid: int) -> bool:
@@ -49,7 +54,7 @@ async def test_a_batch_is_stored_and_acknowledged_by_the_child(
     assert pub.pid is None and not _alive(pid), "the child ends with close()"
 
 
-async def test_refusals_are_nats_pys_own_errors(nats_server: EmbeddedNats, js: Any,
+async def test_refusals_are_nats_pys_own_errors(nats_server: EmbeddedNats, nc: Any, js: Any,
                                                 scratch_stream: str) -> None:
     pub = ProcessPublisher(Settings(nats_url=nats_server.url))
     subject = f"{scratch_stream.lower()}.x"
@@ -63,7 +68,8 @@ async def test_refusals_are_nats_pys_own_errors(nats_server: EmbeddedNats, js: A
                               timeout=10)
         assert err.value.code == 400 and "stream" in str(err.value).lower()
         quiet = f"quiet.{uuid.uuid4().hex[:6]}"
-        sub = await js._nc.subscribe(quiet)  # a responder that never acknowledges
+        sub = await nc.subscribe(quiet)  # a responder that never acknowledges
+        await nc.flush()  # (known to the server before the child's connection publishes)
         with pytest.raises(TimeoutError):
             await pub.publish([(quiet, b"m", {"Nats-Msg-Id": "q"})], timeout=0.5)
         await sub.unsubscribe()
@@ -103,3 +109,37 @@ async def test_no_nats_is_a_clear_error_not_a_hang() -> None:
     with pytest.raises(RelayProcessError, match="could not connect to NATS: none within 2 s"):
         await pub.start()
     assert pub.pid is None
+
+
+async def test_the_daemon_publishes_through_its_child_and_outlives_its_death(
+        nc: Any, daemon: Daemon, client: AssetClient) -> None:
+    """A running daemon's outbound events come from its child; kill the child and the next
+    events still arrive, each once (the relay's retry starts a new child)."""
+    got: list[dict[str, Any]] = []
+
+    async def seen(msg: Any) -> None:
+        got.append(orjson.loads(msg.data))
+
+    sub = await nc.subscribe(wire.out_subject("assetd", "fraud", "main", "features",
+                                              "instance_created"), cb=seen)
+    publisher = daemon._process_publisher
+    assert publisher is not None and publisher.pid is not None, "started with the daemon"
+    first = publisher.pid
+    await client.register_data("features", annotations={"n": 1})
+    await _until(lambda: len(got) == 1)
+    os.kill(first, signal.SIGKILL)
+    for n in (2, 3):
+        await client.register_data("features", annotations={"n": n})
+    await _until(lambda: len(got) == 3)
+    assert [e["data"]["instance"] for e in got] == ["v1", "v2", "v3"]
+    assert publisher.pid not in (None, first)
+    await asyncio.sleep(0.5)
+    assert len(got) == 3, "nothing published twice"
+    await sub.unsubscribe()
+
+
+async def _until(done: Any, timeout: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not done():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)

@@ -28,7 +28,7 @@ from assetd.daemon.http_ui import WebUi
 from assetd.daemon.publisher import BatchPublisher
 from assetd.daemon.query_pool import QueryPool
 from assetd.daemon.relay import OutboxRelay
-from assetd.daemon.relay_process import ProcessPublisher
+from assetd.daemon.relay_process import ProcessPublisher, RelayProcessSpawnError
 from assetd.daemon.rules_watch import RulesHolder, rules_path
 from assetd.daemon.scheduler import Scheduler
 from assetd.daemon.security import nats_security
@@ -336,6 +336,16 @@ class Daemon:
 
     async def start(self) -> None:
         """Start NATS (if embedded), migrate, declare streams, start consuming and relaying."""
+        # the relay's child interpreter starts (its imports) while the rest does
+        spawned = None if self._process_publisher is None else asyncio.ensure_future(
+            self._process_publisher.spawn())
+        try:
+            await self._start(spawned)
+        finally:
+            if spawned is not None and not spawned.done():
+                spawned.cancel()
+
+    async def _start(self, spawned: asyncio.Future[None] | None) -> None:
         self.rules.load_initial()  # an invalid rules file stops the start here
         if self.http is not None:  # /healthz answers, /readyz says what is missing meanwhile
             await self.http.start()
@@ -348,12 +358,13 @@ class Daemon:
                               f"{str(exc).splitlines()[0][:300]}") from None
         await self._connect()
         self._check_max_payload()
-        if self._process_publisher is not None:  # before anything is asked of the daemon
-            await self._retrying("start the relay's process", self._process_publisher.start)
         await self._retrying("declare streams", lambda: ensure_streams(
             self._js(), self.settings.subject_prefix, self.settings.stream_replicas))
         self._loop = asyncio.get_running_loop()
         await self.broker.start()
+        if spawned is not None and self._process_publisher is not None:
+            # connected before anything is asked of the daemon
+            await self._start_relay_process(self._process_publisher, spawned)
         await self._serve_queries()
         await self._retrying("bind the inbound consumer", self.consumer.start)
         self.relay.start()
@@ -362,6 +373,21 @@ class Daemon:
         log.info("assetd started", nats=redact_url(self.settings.effective_nats_url),
                  database="sqlite" if is_sqlite(self.settings.effective_db_url) else "postgresql",
                  version=assetd.__version__)
+
+    async def _start_relay_process(self, publisher: ProcessPublisher,
+                                   spawned: asyncio.Future[None]) -> None:
+        """Connect the relay's child; if the system will not start one at all, publish from
+        this process instead (one core, the same guarantees) and say so."""
+        try:
+            await spawned
+            await publisher.start()
+        except RelayProcessSpawnError as exc:
+            log.warning("the relay publishes in process: its child cannot be started",
+                        error=str(exc)[:300])
+            self._process_publisher = None
+            return
+        except Exception:  # NATS not reachable yet, and the like: retried as any start step
+            await self._retrying("start the relay's process", publisher.start)
 
     async def _connect(self) -> None:
         """Connect; nats-py keeps trying while NATS cannot be reached, for ``startup_timeout``

@@ -24,22 +24,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import pickle
 import signal
 import struct
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import structlog
 from nats.js.errors import APIError, NoStreamResponseError
 
-from assetd.config import Settings
 from assetd.daemon.publisher import BatchPublisher, Message
-from assetd.schemas import wire
 
-log = structlog.get_logger("assetd.relay")
+if TYPE_CHECKING:  # (the child imports no more than it needs: it starts with the daemon)
+    from assetd.config import Settings
+
+log = logging.getLogger("assetd.relay")  # the child's (rendered by assetd.logs' formatter)
 
 _LENGTH = struct.Struct(">I")
 _START_TIMEOUT = 30.0  # the child's imports (its first connection: startup_timeout more)
@@ -51,6 +52,11 @@ class RelayProcessError(ConnectionError):
     """The relay's child process ended, could not start, or could not reach NATS."""
 
 
+class RelayProcessSpawnError(RelayProcessError):
+    """The operating system refused to start the child (its interpreter not executable by
+    this user, no processes or file descriptors left)."""
+
+
 class ProcessPublisher:
     """``publish(messages, timeout)`` of :class:`BatchPublisher`, in a child process."""
 
@@ -58,6 +64,8 @@ class ProcessPublisher:
         self.settings = settings
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.StreamReader | None = None
+        self._transport: asyncio.BaseTransport | None = None  # the replies' pipe
+        self._ready = False  # the child has its settings and reached NATS
         self._numbers = 0
         self._lock = asyncio.Lock()
 
@@ -66,8 +74,15 @@ class ProcessPublisher:
         """The child's pid while it runs."""
         return self._proc.pid if self._proc is not None else None
 
+    async def spawn(self) -> None:
+        """Start the child's interpreter (its imports take ~0.5 s) without connecting yet:
+        the daemon does this first and :meth:`start` once NATS is up."""
+        async with self._lock:
+            if self._proc is None or self._proc.returncode is not None:
+                await self._spawn()
+
     async def start(self) -> None:
-        """Start the child now (the daemon's start), not at the first publish."""
+        """Have the child connect now (the daemon's start), not at the first publish."""
         async with self._lock:
             await self._child()
 
@@ -104,26 +119,18 @@ class ProcessPublisher:
             await self._end()
 
     async def _child(self) -> tuple[asyncio.subprocess.Process, asyncio.StreamReader]:
-        if self._proc is not None and self._proc.returncode is None:
-            assert self._reader is not None
-            return self._proc, self._reader
-        await self._end()
-        read_fd, write_fd = os.pipe()  # the replies: not the child's stdout
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "assetd.daemon.relay_process", str(write_fd),
-                stdin=asyncio.subprocess.PIPE, pass_fds=(write_fd,))
-        finally:
-            os.close(write_fd)
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=2**31 - 1)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
-                                     os.fdopen(read_fd, "rb", buffering=0))
+        """The running, connected child: spawned and handed its settings if need be."""
+        if self._proc is None or self._proc.returncode is not None:
+            await self._spawn()
+        assert self._proc is not None and self._reader is not None
+        proc, reader = self._proc, self._reader
+        if self._ready:
+            return proc, reader
         assert proc.stdin is not None
-        config = pickle.dumps(self.settings, protocol=5)  # (secrets too: it is our own child)
-        proc.stdin.write(_LENGTH.pack(len(config)) + config)
-        self._proc, self._reader = proc, reader
+        config = pickle.dumps(_child_config(self.settings), protocol=5)  # (secrets too: it
+        # is our own child)
         try:
+            proc.stdin.write(_LENGTH.pack(len(config)) + config)
             await proc.stdin.drain()
             _, error = await asyncio.wait_for(
                 _read(reader), _START_TIMEOUT + self.settings.startup_timeout)
@@ -135,12 +142,37 @@ class ProcessPublisher:
         if error is not None:
             await self._end()
             raise _error(*error)
-        log.info("relay process started", pid=proc.pid)
+        self._ready = True
+        import structlog  # (the daemon's: loaded already; the child does without)
+        structlog.get_logger("assetd.relay").info("relay process started", pid=proc.pid)
         return proc, reader
+
+    async def _spawn(self) -> None:
+        await self._end()
+        read_fd, write_fd = os.pipe()  # the replies: not the child's stdout
+        replies = os.fdopen(read_fd, "rb", buffering=0)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "assetd.daemon.relay_process", str(write_fd),
+                stdin=asyncio.subprocess.PIPE, pass_fds=(write_fd,))
+        except OSError as exc:
+            replies.close()
+            raise RelayProcessSpawnError(f"cannot start {sys.executable}: {exc}") from None
+        except BaseException:
+            replies.close()
+            raise
+        finally:
+            os.close(write_fd)
+        self._proc = proc  # (ended by _end() whatever happens next)
+        reader = asyncio.StreamReader(limit=2**31 - 1)
+        self._transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), replies)
+        self._reader = reader
 
     async def _end(self) -> int | None:
         """Close the child's stdin and wait for it (killed after 5 s); its exit code."""
-        proc, self._proc, self._reader = self._proc, None, None
+        proc, self._proc, self._reader, self._ready = self._proc, None, None, False
+        transport, self._transport = self._transport, None
         if proc is None:
             return None
         if proc.stdin is not None:
@@ -151,6 +183,20 @@ class ProcessPublisher:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             return await proc.wait()
+        finally:
+            if transport is not None:
+                transport.close()
+
+
+def _child_config(settings: Settings) -> dict[str, Any]:
+    """What the child needs of the settings, as plain values (no pydantic to import)."""
+    from assetd.schemas import wire
+
+    options = settings.nats_connect_options()
+    options.pop("tls", None)  # an SSLContext does not pickle: the child builds its own
+    return {"servers": settings.nats_servers, "options": options,
+            "tls": settings.nats_tls_files(), "startup_timeout": settings.startup_timeout,
+            "log_level": settings.log_level, "inbox_prefix": wire.DAEMON_INBOX}
 
 
 async def _read(reader: asyncio.StreamReader) -> Any:
@@ -190,22 +236,28 @@ async def _serve(reply_fd: int) -> None:
         body = pickle.dumps((number, error), protocol=5)
         out.write(_LENGTH.pack(len(body)) + body)
 
-    settings: Settings = await _read(reader)
+    config: dict[str, Any] = await _read(reader)
     from assetd.logs import configure
-    configure(settings.log_level)
+    configure(config["log_level"])
     import nats
 
-    async def nats_error(exc: Exception) -> None:  # one line; nats-py reconnects for ever
-        log.warning("relay process: NATS error", error=str(exc)[:300] or type(exc).__name__)
+    from assetd.nats_tls import tls_context
 
+    async def nats_error(exc: Exception) -> None:  # one line; nats-py reconnects for ever
+        log.warning("relay process: NATS error: %s", str(exc)[:300] or type(exc).__name__)
+
+    options = dict(config["options"])
+    if config["tls"]:
+        options["tls"] = tls_context(*config["tls"])
+    wait = config["startup_timeout"]
     try:  # (the first connection is bounded as the daemon's own is; after it, no limit)
         nc = await asyncio.wait_for(nats.connect(
-            servers=settings.nats_servers, max_reconnect_attempts=-1, reconnect_time_wait=1,
-            inbox_prefix=wire.DAEMON_INBOX, name="assetd-relay", connect_timeout=5,
-            error_cb=nats_error, **settings.nats_connect_options()), settings.startup_timeout)
+            servers=config["servers"], max_reconnect_attempts=-1, reconnect_time_wait=1,
+            inbox_prefix=config["inbox_prefix"], name="assetd-relay", connect_timeout=5,
+            error_cb=nats_error, **options), wait)
     except Exception as exc:
-        reason = f"none within {settings.startup_timeout:g} s" \
-            if isinstance(exc, TimeoutError) else str(exc)[:300]
+        reason = f"none within {wait:g} s" if isinstance(exc, TimeoutError) \
+            else str(exc)[:300]
         reply(0, ("other", None, f"the relay's process could not connect to NATS: {reason}"))
         return
     reply(0, None)
