@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,6 +23,7 @@ from assetd.daemon.app import Daemon
 from assetd.daemon.embedded import EmbeddedNats, free_port
 from assetd.daemon.relay_process import ProcessPublisher, RelayProcessError
 from assetd.schemas import wire
+from tests.conftest import daemon_settings, running_daemon
 
 
 def _alive(pid: int) -> bool:
@@ -143,3 +146,25 @@ async def _until(done: Any, timeout: float = 20) -> None:
     while not done():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.05)
+
+
+async def test_a_child_the_system_will_not_start_leaves_the_relay_in_process(
+        nc: Any, nats_server: EmbeddedNats, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interpreter the service user cannot execute: the daemon still starts, says so,
+    and publishes from its own process."""
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    got: list[dict[str, Any]] = []
+
+    async def seen(msg: Any) -> None:
+        got.append(orjson.loads(msg.data))
+
+    sub = await nc.subscribe(wire.out_subject("assetd", "fraud", "main", "features",
+                                              "instance_created"), cb=seen)
+    settings = daemon_settings(nats_server.url, f"sqlite:///{tmp_path / 'r.db'}", tmp_path)
+    async with running_daemon(settings) as d, \
+            AssetClient("fraud", settings=settings, timeout=15) as client:
+        assert d._process_publisher is None
+        await client.register_data("features", annotations={"n": 1})
+        await _until(lambda: len(got) == 1)
+    await sub.unsubscribe()
