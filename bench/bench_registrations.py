@@ -30,9 +30,11 @@ from typing import Any
 import nats
 import orjson
 from _common import (
+    children,
     cpu_seconds,
     machine,
     processes,
+    pss_mb,
     rss_mb,
     running_daemons,
     scratch_database,
@@ -87,6 +89,12 @@ async def raw_ceiling(url: str, n: int, window: int, batch: int) -> float:
     finally:
         await js.delete_stream(RAW_STREAM)
         await nc.close()
+
+
+def _cmdline(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return ""
 
 
 def percentile(lat: list[float], q: float) -> float:
@@ -230,6 +238,10 @@ def main() -> None:
         result = asyncio.run(run(n, args.assets, args.window, group.url, args.rate,
                                  group.procs))
         rss = [rss_mb(proc.pid) for proc in group.procs]
+        relays = [[c for c in children(proc.pid) if "relay_process" in _cmdline(c)]
+                  for proc in group.procs]  # each daemon's relay child, if it runs one
+        memory = [(sum(rss_mb(c)[0] for c in kids), pss_mb(proc.pid) + sum(map(pss_mb, kids)))
+                  for proc, kids in zip(group.procs, relays, strict=True)]
         if raws:
             raws.append(asyncio.run(raw_ceiling(group.url, n, args.window, args.raw_batch)))
     if args.dump is not None:
@@ -253,8 +265,10 @@ def main() -> None:
     busy = ", ".join(f"{name} {1e6 * s / n:,.0f} µs ({100 * s / result['elapsed_s']:.0f} %)"
                      for name, s in result["cpu_s"].items())
     print(f"CPU per registration (share of a core): {busy}")
-    for i, (now, peak) in enumerate(rss):
-        print(f"daemon {i} RSS: {now:,.0f} MiB after the run (peak {peak:,.0f} MiB)")
+    for i, ((now, peak), (child, pss)) in enumerate(zip(rss, memory, strict=True)):
+        print(f"daemon {i} RSS: {now:,.0f} MiB after the run (peak {peak:,.0f} MiB)"
+              + (f"; its relay child {child:,.0f} MiB; together {pss:,.0f} MiB PSS (pages "
+                 "they share counted once)" if child else ""))
     if args.trace:
         print(*stage_summary(group.tmp), sep="\n")
         if not args.keep:

@@ -234,9 +234,13 @@ async def _serve(reply_fd: int) -> None:
 
     def reply(number: int, error: tuple[str, int | None, str] | None) -> None:
         body = pickle.dumps((number, error), protocol=5)
-        out.write(_LENGTH.pack(len(body)) + body)
+        with contextlib.suppress(BrokenPipeError):  # the daemon is gone: stdin ends next
+            out.write(_LENGTH.pack(len(body)) + body)
 
-    config: dict[str, Any] = await _read(reader)
+    try:
+        config: dict[str, Any] = await _read(reader)
+    except asyncio.IncompleteReadError:
+        return  # the daemon ended before it got this far (a failed start): nothing to say
     from assetd.logs import configure
     configure(config["log_level"])
     import nats
@@ -280,7 +284,8 @@ async def _serve(reply_fd: int) -> None:
 
 
 def main() -> None:
-    """``python -m assetd.daemon.relay_process <reply fd>`` (started by the daemon)."""
+    """``python -m assetd.daemon.relay_process <reply fd>`` (started by the daemon); its
+    daemon gone (a closed pipe) ends it without a word."""
     reply_fd = int(sys.argv[1])
     os.dup2(2, 1)  # anything printed goes to stderr, never into a frame
     # A terminal's Ctrl-C and a service manager's SIGTERM reach the whole process group:
@@ -288,12 +293,13 @@ def main() -> None:
     # when the daemon closes its stdin (or dies)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
         try:
             import uvloop
-            uvloop.run(_serve(reply_fd))
         except ImportError:
             asyncio.run(_serve(reply_fd))
+        else:
+            uvloop.run(_serve(reply_fd))
 
 
 if __name__ == "__main__":
