@@ -238,7 +238,7 @@ def main() -> None:
         result = asyncio.run(run(n, args.assets, args.window, group.url, args.rate,
                                  group.procs))
         rss = [rss_mb(proc.pid) for proc in group.procs]
-        relays = [[c for c in children(proc.pid) if "relay_process" in _cmdline(c)]
+        relays = [[c for c in children(proc.pid) if "assetd.daemon.relay_child" in _cmdline(c)]
                   for proc in group.procs]  # each daemon's relay child, if it runs one
         memory = [(sum(rss_mb(c)[0] for c in kids), pss_mb(proc.pid) + sum(map(pss_mb, kids)))
                   for proc, kids in zip(group.procs, relays, strict=True)]

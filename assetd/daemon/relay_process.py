@@ -6,7 +6,7 @@ of the daemon's state: every outbound event written, then its PubAck read and ma
 (docs/benchmarks.md). :class:`ProcessPublisher` keeps :class:`BatchPublisher`'s contract —
 ``publish(messages, timeout)`` returns once JetStream acknowledged every message, or raises
 nats-py's ``NoStreamResponseError``, its ``APIError`` or ``TimeoutError`` — and runs it in a
-child (``python -m assetd.daemon.relay_process``) on a NATS connection of its own, with the
+child (``python -m assetd.daemon.relay_child``) on a NATS connection of its own, with the
 daemon's servers and credentials. What to publish, the published marks and the outbox stay
 the relay's, in the daemon: the child only publishes what it is handed.
 
@@ -152,8 +152,10 @@ class ProcessPublisher:
         read_fd, write_fd = os.pipe()  # the replies: not the child's stdout
         replies = os.fdopen(read_fd, "rb", buffering=0)
         try:
+            websocket = any(u.startswith("ws") for u in self.settings.nats_servers)
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "assetd.daemon.relay_process", str(write_fd),
+                sys.executable, "-m", "assetd.daemon.relay_child", str(write_fd),
+                *(["--websocket"] if websocket else []),
                 stdin=asyncio.subprocess.PIPE, pass_fds=(write_fd,))
         except OSError as exc:
             replies.close()
@@ -284,7 +286,7 @@ async def _serve(reply_fd: int) -> None:
 
 
 def main() -> None:
-    """``python -m assetd.daemon.relay_process <reply fd>`` (started by the daemon); its
+    """``python -m assetd.daemon.relay_child <reply fd>`` (started by the daemon); its
     daemon gone (a closed pipe) ends it without a word."""
     reply_fd = int(sys.argv[1])
     os.dup2(2, 1)  # anything printed goes to stderr, never into a frame
