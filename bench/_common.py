@@ -178,18 +178,16 @@ def cpu_seconds(pid: int) -> float:
 
 def processes(procs: list[subprocess.Popen[bytes]]) -> dict[str, int]:
     """``{name: pid}`` of the benchmark's processes: the daemons, their children (the
-    embedded nats-server) and this process."""
-    found = {f"daemon {i}": proc.pid for i, proc in enumerate(procs)}
-    found["this benchmark"] = os.getpid()
-    parents = {pid: name for name, pid in found.items()}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            text = stat.read_text()
-            comm = text[text.index("(") + 1:text.rindex(")")]
-            ppid = int(text.rpartition(")")[2].split()[1])
-            pid = int(stat.parent.name)
-            if ppid in parents and pid not in parents:
-                found[f"{comm} of {parents[ppid]}"] = pid
+    embedded nats-server, the relay's child), this process and its children."""
+    parents = {f"daemon {i}": proc.pid for i, proc in enumerate(procs)}
+    parents["this benchmark"] = os.getpid()
+    found = dict(parents)
+    for name, parent in parents.items():
+        for pid in children(parent):
+            with contextlib.suppress(OSError):
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+                if pid not in parents.values():
+                    found[f"{comm} of {name}"] = pid
     return found
 
 

@@ -13,11 +13,12 @@ the relay's, in the daemon: the child only publishes what it is handed.
 The two talk over the child's stdin and a pipe of its own (the child's stdout goes to
 stderr, so that nothing it prints can break a frame): frames of a 4-byte length and
 a pickle, a request ``(number, messages, timeout)`` and its reply ``(number, error)``, the
-error ``None`` or ``(kind, code, description)``; the first request is the daemon's
-settings, its reply says whether the child reached NATS. The child ends when its stdin
-closes (the daemon stopped or died), not at SIGINT or SIGTERM. A child that dies or stops
-answering fails the publish in hand (the relay retries it, as after any publish failure;
-JetStream drops what was stored twice by its id) and the next publish starts a new one.
+error ``None`` or ``(kind, code, description)``; the first frame is what the child needs of
+the daemon's settings, and its reply says whether the child reached NATS. The child ends
+when its stdin closes (the daemon stopped or died), not at SIGINT or SIGTERM. A child that
+dies or stops answering fails the publish in hand (the relay retries it, as after any
+publish failure; JetStream drops what was stored twice by its id) and the next publish
+starts a new one.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ _LENGTH = struct.Struct(">I")
 _START_TIMEOUT = 30.0  # the child's imports (its first connection: startup_timeout more)
 _KINDS: dict[str, type[Exception]] = {"timeout": TimeoutError,
                                       "no_stream": NoStreamResponseError}
+# what a child that died or fell out of step looks like on the daemon's side of the pipes
+_BROKEN = (TimeoutError, OSError, asyncio.IncompleteReadError, EOFError,
+           pickle.UnpicklingError)
 
 
 class RelayProcessError(ConnectionError):
@@ -74,11 +78,15 @@ class ProcessPublisher:
         """The child's pid while it runs."""
         return self._proc.pid if self._proc is not None else None
 
+    @property
+    def _running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
     async def spawn(self) -> None:
         """Start the child's interpreter (its imports take ~0.5 s) without connecting yet:
         the daemon does this first and :meth:`start` once NATS is up."""
         async with self._lock:
-            if self._proc is None or self._proc.returncode is not None:
+            if not self._running:
                 await self._spawn()
 
     async def start(self) -> None:
@@ -95,13 +103,11 @@ class ProcessPublisher:
             self._numbers += 1
             number = self._numbers
             assert proc.stdin is not None
-            body = pickle.dumps((number, list(messages), timeout), protocol=5)
             try:
-                proc.stdin.write(_LENGTH.pack(len(body)) + body)
+                proc.stdin.write(_frame((number, list(messages), timeout)))
                 await proc.stdin.drain()
                 got, error = await asyncio.wait_for(_read(reader), timeout + 5.0)
-            except (TimeoutError, OSError, asyncio.IncompleteReadError, EOFError,
-                    pickle.UnpicklingError) as exc:
+            except _BROKEN as exc:
                 code = await self._end()  # a child out of step is not trusted again
                 if isinstance(exc, TimeoutError):
                     raise TimeoutError("the relay's process did not answer in time") from None
@@ -120,22 +126,19 @@ class ProcessPublisher:
 
     async def _child(self) -> tuple[asyncio.subprocess.Process, asyncio.StreamReader]:
         """The running, connected child: spawned and handed its settings if need be."""
-        if self._proc is None or self._proc.returncode is not None:
+        if not self._running:
             await self._spawn()
         assert self._proc is not None and self._reader is not None
         proc, reader = self._proc, self._reader
         if self._ready:
             return proc, reader
         assert proc.stdin is not None
-        config = pickle.dumps(_child_config(self.settings), protocol=5)  # (secrets too: it
-        # is our own child)
-        try:
-            proc.stdin.write(_LENGTH.pack(len(config)) + config)
+        try:  # (its secrets too: it is our own child)
+            proc.stdin.write(_frame(_child_config(self.settings)))
             await proc.stdin.drain()
             _, error = await asyncio.wait_for(
                 _read(reader), _START_TIMEOUT + self.settings.startup_timeout)
-        except (TimeoutError, OSError, asyncio.IncompleteReadError, EOFError,
-                pickle.UnpicklingError):
+        except _BROKEN:
             code = await self._end()
             raise RelayProcessError(f"the relay's process did not start (exit code {code})") \
                 from None
@@ -201,6 +204,11 @@ def _child_config(settings: Settings) -> dict[str, Any]:
             "log_level": settings.log_level, "inbox_prefix": wire.DAEMON_INBOX}
 
 
+def _frame(obj: Any) -> bytes:
+    body = pickle.dumps(obj, protocol=5)
+    return _LENGTH.pack(len(body)) + body
+
+
 async def _read(reader: asyncio.StreamReader) -> Any:
     (size,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
     return pickle.loads(await reader.readexactly(size))
@@ -235,9 +243,8 @@ async def _serve(reply_fd: int) -> None:
     out = os.fdopen(reply_fd, "wb", buffering=0)
 
     def reply(number: int, error: tuple[str, int | None, str] | None) -> None:
-        body = pickle.dumps((number, error), protocol=5)
         with contextlib.suppress(BrokenPipeError):  # the daemon is gone: stdin ends next
-            out.write(_LENGTH.pack(len(body)) + body)
+            out.write(_frame((number, error)))
 
     try:
         config: dict[str, Any] = await _read(reader)
