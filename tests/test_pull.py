@@ -35,6 +35,35 @@ async def test_what_is_there_comes_at_once_up_to_the_batch(nc: Any, js: Any,
     await pull.unsubscribe()
 
 
+async def test_the_next_batch_travels_while_one_is_handled_and_is_handed_back_on_stop(
+        nc: Any, js: Any, scratch_stream: str) -> None:
+    for i in range(30):
+        await js.publish(f"{scratch_stream.lower()}.x", f"m{i}".encode())
+    pull = await Pull.bind(js, nc, stream=scratch_stream, durable="d", config=_config())
+    first = await pull.fetch(10, timeout=5)
+    # the caller has not asked again, and the next ten are already delivered to it
+    for _ in range(50):
+        info = await js.consumer_info(scratch_stream, "d")
+        if info.num_ack_pending == 20:
+            break
+        await asyncio.sleep(0.05)
+    assert info.num_ack_pending == 20 and info.num_pending == 10
+    for m in first:
+        await m.ack()
+    await pull.unsubscribe()  # the ten delivered but never fetched are nak'd, not kept
+    again = await Pull.bind(js, nc, stream=scratch_stream, durable="d", config=_config())
+    started = time.monotonic()
+    rest: list[Msg] = []
+    while len(rest) < 20 and time.monotonic() - started < 5:
+        rest += await again.fetch(20, timeout=5)
+    assert time.monotonic() - started < 5, "redelivered at once, not after ack_wait (30 s)"
+    assert sorted(m.data for m in rest) == sorted(f"m{i}".encode() for i in range(10, 30))
+    assert sorted(delivery(m)[1] for m in rest) == [1] * 10 + [2] * 10
+    for m in rest:
+        await m.ack()
+    await again.unsubscribe()
+
+
 async def test_delivery_reads_the_ack_subject_as_nats_py_does(nc: Any, js: Any,
                                                               scratch_stream: str) -> None:
     for i in range(3):

@@ -88,8 +88,8 @@ class PullConsumer:
         if not self._started:
             return
         await self.supervisor.stop(LOOP)
-        # Unfetched leftovers stay unacked and are redelivered; without this, closing the
-        # connection would drain the subscription for up to 30 s.
+        # Delivered but unfetched messages are nak'd (redelivered at once); without this,
+        # closing the connection would drain the subscription for up to 30 s.
         if self._sub is not None and self.connected():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._sub.unsubscribe(), 2)

@@ -12,6 +12,10 @@ replies (404 nothing there, 408 the request expired, 409 the request refused, 50
 consumer or stream to answer) are matched to their request. A long poll stays open after
 its first message, as nats-py's does: what it delivers later is kept for the next call.
 Messages are nats-py ``Msg`` objects, acked and nak'd as before.
+
+A fetch that returns a batch leaves a long poll open for the next one (unless one is open),
+so the server's delivery of the next batch, and nats-py's reading of it, overlap the
+caller's work on this one instead of following it (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -85,17 +89,26 @@ class Pull:
             await self._wait(probe, deadline, full=batch)  # whatever is there now
             self._probe = None
         if not self._buffer:
-            if not self._polling(loop.time()):  # at most one long poll open
-                expires = max(0.001, timeout - 0.1)  # it ends a little before the caller
-                self._poll = poll = self._reply()
-                self._poll_until, self._poll_batch = loop.time() + expires, batch
-                self._since_poll = 0
-                await self._ask({"batch": batch, "expires": int(expires * 1e9)}, poll)
+            await self._long_poll(batch, timeout)
             await self._wait(self._poll, deadline, full=1)
         if not self._buffer:
             raise TimeoutError(f"no message within {timeout} s")
         taken, self._buffer = self._buffer[:batch], self._buffer[batch:]
+        # the next batch travels while the caller handles this one (the server's delivery
+        # and nats-py's reading of it overlap the caller's work instead of following it)
+        await self._long_poll(batch, timeout)
         return taken
+
+    async def _long_poll(self, batch: int, timeout: float) -> None:
+        """Open a long poll for ``batch``, unless one is open (at most one is)."""
+        loop = asyncio.get_running_loop()
+        if self._polling(loop.time()):
+            return
+        expires = max(0.001, timeout - 0.1)  # it ends a little before the caller
+        self._poll = poll = self._reply()
+        self._poll_until, self._poll_batch = loop.time() + expires, batch
+        self._since_poll = 0
+        await self._ask({"batch": batch, "expires": int(expires * 1e9)}, poll)
 
     def _polling(self, now: float) -> bool:
         return (self._poll is not None and now < self._poll_until
@@ -129,10 +142,16 @@ class Pull:
                 self._ended.pop(reply, None)
 
     async def unsubscribe(self) -> None:
-        """Stop receiving; messages still buffered are redelivered after ``ack_wait``."""
+        """Stop receiving; messages delivered but not yet fetched are nak'd, so that they
+        are redelivered at once (to another replica, or after a restart), not after
+        ``ack_wait``. (The connection gone, they are redelivered after ``ack_wait``.)"""
         if self._sub is not None:
             sub, self._sub = self._sub, None
             await sub.unsubscribe()
+        left, self._buffer = self._buffer, []
+        for msg in left:
+            with contextlib.suppress(Exception):
+                await msg.nak()
 
 
 def delivery(msg: Msg) -> tuple[int, int]:
