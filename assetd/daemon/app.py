@@ -543,10 +543,22 @@ def build_broker(settings: Settings, *, closed_cb: Callback | None = None,
     )
 
 
+# The cyclic collector runs a young collection once 50,000 more container objects were
+# allocated than freed (CPython's default: 700). A batch of 1,000 registrations keeps some
+# 100,000 objects alive until it is committed (events, models, rows), so with the default
+# the collector ran ~50 times a batch, walking the batch again and again without finding
+# garbage: ~12 % of the daemon's time under load (docs/benchmarks.md). The batch's objects
+# are freed by reference counting when it ends; what the collector is for (cycles) is rare.
+GC_YOUNG_THRESHOLD = 50_000
+
+
 def _freeze_startup_objects() -> None:
     """Move what the start created (modules, schemas, compiled statements) out of the
     cyclic collector's reach: each full collection walked all of it, a ~100 ms pause of the
     whole daemon every few seconds under load (measured: 102 and 108 ms; 2 ms once frozen),
-    the p99.9 of a paced run. Garbage is collected first, so nothing unreachable is kept."""
+    the p99.9 of a paced run. Garbage is collected first, so nothing unreachable is kept.
+    Then the collector's young threshold is raised (``GC_YOUNG_THRESHOLD``)."""
     gc.collect()
     gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
