@@ -34,6 +34,8 @@ from typing import Any
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
 
+from assetd.registry.engine import sqlite_connect
+
 # A transaction that said "committing" but never came back (its connection lost): the
 # cache is used again after this long without it.
 _STUCK_COMMIT_S = 10.0
@@ -104,8 +106,10 @@ class SqliteAnswers(AnswerCache):
         with self._conn_lock:
             try:
                 if self._conn is None:
-                    self._conn = sqlite3.connect(self.path, isolation_level=None,
-                                                 check_same_thread=False, timeout=0.05)
+                    self._conn = sqlite_connect(self.path, isolation_level=None,
+                                                check_same_thread=False, timeout=0.05)
+                    if self._conn is None:  # the file's connections are being reset
+                        return None
                 return self._conn.execute("PRAGMA data_version").fetchone()[0]
             except sqlite3.Error:  # locked, read-only, gone: read the registry instead
                 self._drop()

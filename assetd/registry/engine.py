@@ -32,9 +32,97 @@ _SQLITE_UNAVAILABLE = (*_SQLITE_STALE, "database is locked", "database table is 
 _PG_STALE = {"25006"}
 # PostgreSQL classes: connection exception, insufficient resources, operator intervention
 _PG_UNAVAILABLE = ("08", "53", "57")
-_peers: dict[str, weakref.WeakSet[Engine]] = {}
-_peers_lock = threading.Lock()
+# How long a reset of a SQLite file's connections (see _SqliteFile) holds new ones back
+# at most, waiting for the open ones to close
+RESET_WAIT = 5.0
+_files: dict[str, _SqliteFile] = {}
+_files_lock = threading.Lock()
 _last_commit: weakref.WeakKeyDictionary[Engine, float] = weakref.WeakKeyDictionary()
+
+
+class _SqliteFile:
+    """One SQLite file's engines in this process, and its connections open here.
+
+    SQLite shares a file's lock state and shared-memory index (``-shm``) between all of a
+    process's connections to it, and lets go of them only once none is open: what was
+    opened while the file was read-only keeps every later connection read-only, for as
+    long as the process has one open. A busy daemon always has one (the batch, a reader,
+    the relay, the lease), so dropping the pooled connections after a stale error was not
+    enough: the daemon stayed read-only after the file was fixed. :meth:`reset` therefore
+    holds new connections back until every open one is closed (checked-out ones as they
+    come back), at most ``RESET_WAIT`` seconds, and then drops the pooled ones.
+    """
+
+    def __init__(self) -> None:
+        self.engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+        self._cond = threading.Condition()
+        self._open = 0
+        self._reset_until = 0.0
+        file = self
+
+        class Connection(sqlite3.Connection):
+            """A connection that counts itself open until it is closed or collected."""
+
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                file._before_open()
+                super().__init__(*args, **kwargs)
+                self._counted = True
+                file._count(+1)
+
+            def close(self) -> None:
+                try:
+                    super().close()
+                finally:
+                    self._uncount()
+
+            def __del__(self) -> None:
+                self._uncount()
+
+            def _uncount(self) -> None:
+                if self.__dict__.pop("_counted", False):
+                    file._count(-1)
+
+        self.connection_class = Connection
+
+    @property
+    def resetting(self) -> bool:
+        """A reset is waiting for the open connections to close."""
+        return time.monotonic() < self._reset_until
+
+    def reset(self) -> None:
+        """Close every connection of this process to the file before a new one opens."""
+        with self._cond:
+            if self._open > 0:
+                self._reset_until = time.monotonic() + RESET_WAIT
+        for engine in list(self.engines):
+            with contextlib.suppress(Exception):
+                engine.dispose()
+
+    def _before_open(self) -> None:
+        with self._cond:
+            while (left := self._reset_until - time.monotonic()) > 0:
+                self._cond.wait(left)
+
+    def _count(self, delta: int) -> None:
+        with self._cond:
+            self._open += delta
+            if self._open <= 0:
+                self._reset_until = 0.0
+                self._cond.notify_all()
+
+
+def _sqlite_file(path: str) -> _SqliteFile:
+    with _files_lock:
+        return _files.setdefault(str(Path(path).resolve()), _SqliteFile())
+
+
+def sqlite_connect(path: str, **kwargs: Any) -> sqlite3.Connection | None:
+    """A plain ``sqlite3`` connection to the file, counted with the engines' connections
+    (see :class:`_SqliteFile`); None while their connections are being reset."""
+    file = _sqlite_file(path)
+    if file.resetting:
+        return None
+    return sqlite3.connect(path, factory=file.connection_class, **kwargs)
 
 
 def json_text(value: Any) -> str:
@@ -66,14 +154,15 @@ def make_engine(url: str, *, writer: bool = True, busy_timeout_ms: int = 5000) -
         _track_commits(engine)
         return engine
     database = make_url(url).database
-    path = None
+    path = file = None
+    connect_args: dict[str, Any] = {"check_same_thread": False,
+                                    "timeout": busy_timeout_ms / 1000}
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
         path = str(Path(database).resolve())
-    engine = create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
-        json_serializer=json_text,
-    )
+        file = _sqlite_file(path)
+        connect_args["factory"] = file.connection_class
+    engine = create_engine(url, connect_args=connect_args, json_serializer=json_text)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -94,9 +183,14 @@ def make_engine(url: str, *, writer: bool = True, busy_timeout_ms: int = 5000) -
         conn.exec_driver_sql(begin)
 
     _track_commits(engine)
-    if path is not None:
-        with _peers_lock:
-            _peers.setdefault(path, weakref.WeakSet()).add(engine)
+    if file is not None:
+        file.engines.add(engine)
+        sqlite_file = file
+
+        @event.listens_for(engine, "checkin")
+        def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+            if record is not None and sqlite_file.resetting:
+                record.invalidate()  # closed now; the record reconnects when next used
 
         event.listen(engine, "handle_error", _on_sqlite_error)
 
@@ -117,7 +211,7 @@ def _track_commits(engine: Engine) -> None:
 
 
 def _on_sqlite_error(ctx: ExceptionContext) -> None:
-    """A read-only or failing file: drop this connection and every pooled connection to
+    """A read-only or failing file: drop this connection and every other connection to
     the file (the reader's too, which share SQLite's read-only shared-memory index)."""
     exc = ctx.original_exception
     if not isinstance(exc, sqlite3.OperationalError):
@@ -134,14 +228,12 @@ def _on_sqlite_error(ctx: ExceptionContext) -> None:
 
 
 def _dispose_all(engine: Engine | None) -> None:
-    """Close the pooled connections of every engine on the same SQLite file: SQLite shares
-    one read-only file descriptor and shared-memory index between a process's connections
-    to a file, and lets go of them only once every connection is closed."""
-    with _peers_lock:
-        group = [e for peers in _peers.values() if engine in peers for e in peers]
-    for each in group:
-        with contextlib.suppress(Exception):
-            each.dispose()
+    """Close every connection of this process to ``engine``'s SQLite file (see
+    :class:`_SqliteFile`) before another opens."""
+    with _files_lock:
+        files = [f for f in _files.values() if engine in f.engines]
+    for file in files:
+        file.reset()
 
 
 def _on_pg_error(ctx: ExceptionContext) -> None:
