@@ -437,6 +437,7 @@ class Daemon:
             await _bounded("relay process", self._process_publisher.close, deadline - spare)
         await _bounded("nats", self._close_nats, deadline)
         self.query_pool.close()
+        self.ingest.close()
         self.answers.close()
         self.watch.release()
         self.writer.dispose()
