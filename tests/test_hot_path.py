@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from sqlalchemy import Engine, event, func, insert, select
 
 from assetd.daemon.relay import Marks, OutboxRelay
 from assetd.daemon.supervisor import Supervisor
+from assetd.errors import RejectedError
 from assetd.handlers.batch import Received, apply_batch
 from assetd.handlers.decode import decode
 from assetd.handlers.tx import _NS, outbound_id
@@ -47,6 +49,27 @@ def test_limits_still_see_every_map_and_the_inputs() -> None:
     defined = AssetDefined.model_validate({"kind": "model", "properties": {"p": "long"}})
     assert limits.violations(defined) == ["properties.p is 4 characters; the limit is 3"]
     assert limits.violations({"annotations": {}}) == []  # not a model: nothing to check
+
+
+def test_a_payload_within_safe_size_cannot_exceed_a_limit() -> None:
+    """The smallest data that exceeds each limit makes a payload over ``safe_size`` (so
+    decode, which skips the check at or under it, still refuses it), at the defaults and at
+    tight limits; the shortest keys and values the schema takes are the cheapest there are."""
+    subject = wire.in_subject("assetd", "p", "main", "m", "asset_registered")
+    for limits in (Limits(), Limits(max_map_keys=2, max_value_chars=40, max_inputs=1),
+                   Limits(max_map_keys=50, max_value_chars=1, max_inputs=3)):
+        over: list[dict[str, Any]] = [
+            {"annotations": {f"{i:x}": 0 for i in range(limits.max_map_keys + 1)}},
+            {"tags": {"t": "a" * (limits.max_value_chars + 1)}},
+            {"inputs": [{"asset": "a"}] * (limits.max_inputs + 1)},
+        ]
+        for data in over:
+            payload = orjson.dumps({"specversion": "1.0", "id": "e1", "source": "s",
+                                    "type": "asset_registered", "subject": "m",
+                                    "project": "p", "data": {"kind": "model", **data}})
+            assert len(orjson.dumps(data)) > limits.safe_size, (limits, data)
+            with pytest.raises(RejectedError, match="limit exceeded"):
+                decode(subject, payload, prefix="assetd", max_bytes=10**7, limits=limits)
 
 
 def test_marks_skip_published_rows_until_written_and_requeue_on_failure() -> None:

@@ -75,7 +75,7 @@ def decode(subject: str, payload: bytes, *, prefix: str, max_bytes: int,
         raise RejectedError(f"unknown event type {event.type!r}; known: {', '.join(INBOUND)}")
     _check_tokens(event, parts)
     data = _validate(INBOUND[event.type], event.data, f"invalid data for {event.type}")
-    if over := limits.violations(data):
+    if len(payload) > limits.safe_size and (over := limits.violations(data)):
         raise RejectedError(f"limit exceeded: {'; '.join(over)}",
                             [{"loc": "data", "msg": m, "type": "limit"} for m in over])
     return Inbound(event=event, data=data)
