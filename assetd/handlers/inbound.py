@@ -49,7 +49,7 @@ class Ingest:
         self.trace = settings.trace_stages  # ASSETD_TRACE_STAGES=1: a log line per batch
         # Every batch in one thread of its own, not in whichever of the default executor's
         # threads is free: glibc gives each thread that allocates a heap (arena) of its own,
-        # and each kept a batch's peak — 15-25 MiB more resident memory after 100,000
+        # and each kept a batch's peak — 7-16 MiB more resident memory after 100,000
         # registrations than one thread (docs/benchmarks.md)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="assetd-ingest")
 

@@ -32,7 +32,7 @@ class Limits:
     @functools.cached_property
     def safe_size(self) -> int:
         """A JSON payload of at most this many bytes cannot exceed any of these limits, so
-        :meth:`violations` need not look (~2 µs a registration): a string of more than
+        :meth:`violations` need not look (~0.7 µs a registration): a string of more than
         ``max_value_chars`` characters takes more bytes than that, every key of a map at
         least four (``"":0,``), every input at least eight (``{"a":""}``)."""
         return min(self.max_value_chars, 4 * self.max_map_keys, 8 * self.max_inputs)
