@@ -1,10 +1,10 @@
-"""SQLite's multi-row inserts on the driver (``registry/bulk.py``) store exactly what
-SQLAlchemy's own ``executemany`` stores, byte for byte, and return what RETURNING returns."""
+"""The multi-row inserts on the driver (``registry/bulk.py``: SQLite's ``VALUES`` lists,
+PostgreSQL's ``unnest`` of one array per column) store exactly what SQLAlchemy's own
+``executemany`` stores, byte for byte, and return what RETURNING returns."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, insert, text
@@ -12,11 +12,10 @@ from sqlalchemy import Engine, insert, text
 from assetd.registry import bulk, repo
 from assetd.registry.engine import make_engine
 from assetd.registry.migrate import upgrade
-from assetd.registry.tables import EDGE, EVENT_OUTCOME, INSTANCE, OUTBOX
+from assetd.registry.tables import EDGE, EVENT_OUTCOME, INBOX, INSTANCE, OUTBOX
 
 
-def _registry(path: Path) -> Engine:
-    url = f"sqlite:///{path}"
+def _registry(url: str) -> Engine:
     upgrade(url)
     return make_engine(url)
 
@@ -34,34 +33,51 @@ def _instances(n: int) -> list[dict[str, Any]]:
     } for i in range(n)]
 
 
-def _raw(engine: Engine, table: str) -> list[tuple[Any, ...]]:
+def _raw(engine: Engine, table: str) -> list[Any]:
+    """Every row as the database stores it: SQLite's values, PostgreSQL's text of the row."""
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.exec_driver_sql(f"SELECT * FROM {table} ORDER BY 1")]
+        if engine.dialect.name == "postgresql":
+            sql = f"SELECT {table}::text FROM {table} ORDER BY id"
+        else:
+            sql = f"SELECT * FROM {table} ORDER BY 1"
+        return [tuple(r) for r in conn.exec_driver_sql(sql)]
 
 
-def test_rows_are_stored_as_sqlalchemy_stores_them(tmp_path: Path) -> None:
-    ours, theirs = _registry(tmp_path / "ours.db"), _registry(tmp_path / "theirs.db")
-    rows = _instances(2_000)  # 15 columns: several statements under the variable limit
+def _empty(engine: Engine, *tables: str) -> None:
+    """Delete every row; the next ids start at 1 again."""
+    with engine.begin() as conn:
+        for table in tables:
+            if engine.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"TRUNCATE {table} RESTART IDENTITY CASCADE")
+            else:
+                conn.exec_driver_sql(f"DELETE FROM {table}")
+
+
+def test_rows_are_stored_as_sqlalchemy_stores_them(db_url: str) -> None:
+    engine = _registry(db_url)
+    rows = _instances(2_000)  # 15 columns: several statements under SQLite's variable limit
     edges = [{"project": "p", "relation": "input", "upstream_id": 1, "downstream_id": i,
               "consumer": None, "consumer_info": None if i % 2 else {"k": "v"},
               "event_id": f"e{i}", "created_at": rows[0]["created_at"]} for i in range(2, 40)]
-    with ours.begin() as conn:
+    with engine.begin() as conn:
         bulk.insert(conn, INSTANCE, rows)
         bulk.insert(conn, EDGE, edges)
-    with theirs.begin() as conn:
-        conn.execute(insert(INSTANCE), rows)
-        conn.execute(insert(EDGE), edges)
-    assert _raw(ours, "instance") == _raw(theirs, "instance")
-    assert len(_raw(ours, "instance")) == 2_000
-    assert _raw(ours, "lineage_edge") == _raw(theirs, "lineage_edge")
-    with ours.connect() as conn:  # and they read back as the same values
+    ours = _raw(engine, "instance"), _raw(engine, "lineage_edge")
+    with engine.connect() as conn:  # and they read back as the same values
         back = conn.execute(INSTANCE.select().where(INSTANCE.c.id == 2)).one()
     assert back.updated_at == rows[1]["updated_at"] and back.tags == rows[1]["tags"]
     assert back.annotations == rows[1]["annotations"]
+    _empty(engine, "lineage_edge", "instance")
+    with engine.begin() as conn:
+        conn.execute(insert(INSTANCE), rows)
+        conn.execute(insert(EDGE), edges)
+    theirs = _raw(engine, "instance"), _raw(engine, "lineage_edge")
+    assert len(ours[0]) == 2_000 and len(ours[1]) == 38
+    assert ours == theirs
 
 
-def test_returning_and_on_conflict_through_the_outbox(tmp_path: Path) -> None:
-    engine = _registry(tmp_path / "r.db")
+def test_returning_and_on_conflict_through_the_outbox(db_url: str) -> None:
+    engine = _registry(db_url)
     now = datetime.now(UTC)
     rows = [{"id": f"o{i}", "subject": f"s.{i}", "payload": b"\x00{}" + bytes([i % 256]),
              "created_at": now} for i in range(5_000)]
@@ -70,14 +86,31 @@ def test_returning_and_on_conflict_through_the_outbox(tmp_path: Path) -> None:
         again = repo.outbox_add(conn, rows=rows[2_000:])  # 1,000 queued before: left out
     assert [r[1] for r in first] == [f"o{i}" for i in range(3_000)]
     assert [r[1] for r in again] == [f"o{i}" for i in range(3_000, 5_000)]
-    assert [r[0] for r in first + again] == list(range(1, 5_001))
+    seqs = [r[0] for r in first + again]  # in order (PostgreSQL's sequence skips a conflict's)
+    assert seqs == sorted(set(seqs)) and len(seqs) == 5_000
     with engine.connect() as conn:
         stored = conn.execute(OUTBOX.select().order_by(OUTBOX.c.seq)).all()
     assert [(r.id, r.payload) for r in stored] == [(r["id"], r["payload"]) for r in rows]
 
 
-def test_an_applied_outcome_is_kept_and_a_rejected_one_replaced(tmp_path: Path) -> None:
-    engine = _registry(tmp_path / "r.db")
+def test_the_inbox_claim_returns_only_the_ids_that_went_in(db_url: str) -> None:
+    engine = _registry(db_url)
+    now = datetime.now(UTC)
+
+    def rows(*ids: str) -> list[dict[str, Any]]:
+        return [{"project": "p", "event_id": i, "type": "asset_registered", "applied_at": now}
+                for i in ids]
+
+    with engine.begin() as conn:
+        assert repo.inbox_claim(conn, rows=rows("a", "b")) == {("p", "a"), ("p", "b")}
+        assert repo.inbox_claim(conn, rows=rows("b", "c")) == {("p", "c")}
+    with engine.connect() as conn:
+        stored = {(r.event_id, r.applied_at) for r in conn.execute(INBOX.select())}
+    assert stored == {("a", now), ("b", now), ("c", now)}
+
+
+def test_an_applied_outcome_is_kept_and_a_rejected_one_replaced(db_url: str) -> None:
+    engine = _registry(db_url)
     now = datetime.now(UTC)
 
     def row(eid: str, status: str, n: int) -> dict[str, Any]:
@@ -93,8 +126,8 @@ def test_an_applied_outcome_is_kept_and_a_rejected_one_replaced(tmp_path: Path) 
     assert got == {"a": ("applied", {"n": 1}, 1), "r": ("applied", {"n": 4}, 4)}
 
 
-def test_a_missing_column_is_an_error_not_a_default(tmp_path: Path) -> None:
-    engine = _registry(tmp_path / "r.db")
+def test_a_missing_column_is_an_error_not_a_default(db_url: str) -> None:
+    engine = _registry(db_url)
     rows = _instances(2)
     del rows[1]["tags"]
     with engine.begin() as conn:

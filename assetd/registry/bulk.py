@@ -1,4 +1,4 @@
-"""SQLite: a batch's rows in one multi-row ``INSERT``, run on the driver.
+"""A batch's rows in one ``INSERT`` statement, run on the driver (SQLite and PostgreSQL).
 
 SQLAlchemy's ``executemany`` path builds, for every row, a dict of processed parameters and
 then a positional tuple from it, and formats each datetime with its own ``%`` formatting:
@@ -9,7 +9,14 @@ text is the same: ``tests/test_bulk.py`` compares both byte for byte), a value t
 (the batch's ``now``) is converted once, and the rows go in as one statement
 (``INSERT … VALUES (…), (…) [suffix]``), chunked under SQLite's limit on bound variables.
 
-PostgreSQL keeps SQLAlchemy's own path (psycopg's pipeline of its ``executemany``).
+PostgreSQL: one array per column, ``INSERT … SELECT * FROM unnest(%s::T[], …) [suffix]``.
+SQLAlchemy's path there (its "insertmanyvalues" for RETURNING, psycopg's pipelined
+``executemany`` otherwise) sent statements whose text grows with the batch, which psycopg
+parsed again every time (``_query2pg_nocache``: a tenth of the daemon's samples under load),
+or one statement per row for the server to parse and plan. The text here is the same for
+every batch, so psycopg's query cache and the server's prepared statement both hold, and the
+server runs one statement per batch (docs/benchmarks.md). The arrays are read in order, so
+rows are inserted (and their row locks taken) in the order given.
 """
 
 from __future__ import annotations
@@ -26,17 +33,22 @@ from sqlalchemy import Connection, DateTime, Table
 _MAX_VARIABLES = 8_000
 
 _Plan = tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...], tuple[bool, ...]]
-_PLANS: dict[tuple[str, tuple[str, ...], str], _Plan] = {}
+_PLANS: dict[tuple[str, str, tuple[str, ...], str], _Plan] = {}
 
 
 def _plan(conn: Connection, table: Table, columns: tuple[str, ...], suffix: str) -> _Plan:
-    key = (table.name, columns, suffix)
+    dialect = conn.dialect
+    key = (dialect.name, table.name, columns, suffix)
     if key not in _PLANS:
-        dialect = conn.dialect
         quote = dialect.identifier_preparer.quote
-        head = (f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
-                f"({', '.join(quote(c) for c in columns)}) VALUES ")
         types = [table.c[c].type for c in columns]
+        head = (f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
+                f"({', '.join(quote(c) for c in columns)}) ")
+        if dialect.name == "postgresql":  # the whole statement: its text never changes
+            arrays = ", ".join(f"%b::{t.compile(dialect=dialect)}[]" for t in types)
+            head += f"SELECT * FROM unnest({arrays})" + (f" {suffix}" if suffix else "")
+        else:
+            head += "VALUES "
         procs = tuple(t.dialect_impl(dialect).bind_processor(dialect) for t in types)
         dates = tuple(_is_datetime(t) for t in types)
         _PLANS[key] = (head, columns, procs, dates)
@@ -50,11 +62,17 @@ def _is_datetime(type_: Any) -> bool:
 
 def insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *,
            suffix: str = "") -> list[Any]:
-    """Insert ``rows`` (all with the keys of the first) on SQLite; return the rows of a
-    ``RETURNING`` in ``suffix`` (e.g. ``ON CONFLICT (id) DO NOTHING RETURNING seq``)."""
+    """Insert ``rows`` (all with the keys of the first); return the rows of a ``RETURNING``
+    in ``suffix`` (e.g. ``ON CONFLICT (id) DO NOTHING RETURNING seq``), written so that
+    both SQLite and PostgreSQL take it."""
     if not rows:
         return []
     head, columns, procs, dates = _plan(conn, table, tuple(rows[0]), suffix)
+    if conn.dialect.name == "postgresql":
+        arrays = tuple(_column(rows, name, proc, is_date)
+                       for name, proc, is_date in zip(columns, procs, dates, strict=True))
+        result = conn.exec_driver_sql(head, arrays)
+        return list(result.fetchall()) if result.returns_rows else []
     # the rows' values in column order, taken in C; then only the columns with a bind
     # processor are walked in Python (a third of the values of a registration's rows)
     take = itemgetter(*columns)
@@ -85,4 +103,25 @@ def insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *,
         result = conn.exec_driver_sql(sql, params)
         if result.returns_rows:
             out += result.fetchall()
+    return out
+
+
+def _column(rows: Sequence[dict[str, Any]], name: str, proc: Callable[[Any], Any] | None,
+            is_date: bool) -> list[Any]:
+    """One column's values, through its bind processor (a repeated datetime once)."""
+    values = [row[name] for row in rows]
+    if proc is None:
+        return values
+    if not is_date:
+        return [proc(value) for value in values]  # None too: JSON stores it as 'null'
+    memo: dict[int, Any] = {}
+    out = []
+    for value in values:
+        if value is None:
+            out.append(proc(value))
+            continue
+        done = memo.get(id(value))
+        if done is None:
+            done = memo[id(value)] = proc(value)
+        out.append(done)
     return out

@@ -57,7 +57,6 @@ def inbox_add(conn: Connection, *, project: str, event_id: str, type_: str, now:
 _INBOX_SEEN = select(INBOX.c.event_id).where(
     INBOX.c.project == bindparam("k_project"),
     INBOX.c.event_id.in_(bindparam("k_ids", expanding=True)))
-_INBOX_INSERT = insert(INBOX)
 
 
 def inbox_seen(conn: Connection, *, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -76,26 +75,18 @@ def inbox_claim(conn: Connection, *, rows: list[dict[str, Any]]) -> set[tuple[st
     """PostgreSQL: insert inbox rows, skipping ids already there (or being inserted by
     another transaction, once it commits); return the ``(project, event_id)`` that went in.
     Pass the rows sorted by key: concurrent claims then lock in the same order."""
-    if not rows:
-        return set()
-    stmt = _insert_ignore(conn, INBOX, ["project", "event_id"], INBOX.c.project,
-                          INBOX.c.event_id)
-    return {(r[0], r[1]) for r in conn.execute(stmt, rows)}
+    return {(r[0], r[1]) for r in bulk.insert(conn, INBOX, rows, suffix=_CLAIM_SUFFIX)}
+
+
+_CLAIM_SUFFIX = "ON CONFLICT (project, event_id) DO NOTHING RETURNING project, event_id"
 
 
 def inbox_insert(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
     """Record applied ids (``project``, ``event_id``, ``type``, ``applied_at``) in one
     statement; a key already there fails the transaction (it would have been a duplicate)."""
-    _insert_rows(conn, _INBOX_INSERT, rows)
+    bulk.insert(conn, INBOX, rows)
 
 
-def _insert_rows(conn: Connection, stmt: Insert, rows: list[dict[str, Any]]) -> None:
-    """A plain insert of many rows: on SQLite one multi-row statement on the driver
-    (``bulk``), elsewhere SQLAlchemy's ``executemany`` of the prebuilt ``stmt``."""
-    if rows and conn.dialect.name == "sqlite":
-        bulk.insert(conn, stmt.table, rows)  # type: ignore[arg-type]
-    elif rows:
-        conn.execute(stmt, rows)
 
 
 def outbox_add(conn: Connection, *, rows: list[dict[str, Any]]
@@ -103,22 +94,14 @@ def outbox_add(conn: Connection, *, rows: list[dict[str, Any]]
     """Queue outbound events (``id``, ``subject``, ``payload``, ``created_at``); ids are
     unique. Returns the rows that went in (an id queued before is left out) as
     ``(seq, id, subject, payload)``, in seq order."""
-    if not rows:
-        return []
-    if conn.dialect.name == "sqlite":
-        result: list[Any] = bulk.insert(conn, OUTBOX, rows, suffix=_OUTBOX_SUFFIX)
-    else:
-        result = list(conn.execute(
-            _insert_ignore(conn, OUTBOX, ["id"], OUTBOX.c.seq, OUTBOX.c.id), rows))
+    result = bulk.insert(conn, OUTBOX, rows, suffix=_OUTBOX_SUFFIX)
     by_id = {r["id"]: r for r in rows}
     added = sorted((r[0], r[1]) for r in result)
     return [(seq, oid, by_id[oid]["subject"], by_id[oid]["payload"]) for seq, oid in added]
 
 
 _OUTBOX_SUFFIX = "ON CONFLICT (id) DO NOTHING RETURNING seq, id"
-_OUTCOME_UPSERT: dict[str, Insert] = {}
 _OUTCOME_COLUMNS = ("type", "status", "outcome", "seq", "recorded_at")
-# SQLite's text of the upsert below (bulk.insert), the same clauses
 _OUTCOME_SUFFIX = ("ON CONFLICT (project, event_id) DO UPDATE SET "
                    + ", ".join(f"{c} = excluded.{c}" for c in _OUTCOME_COLUMNS)
                    + " WHERE event_outcome.status = 'rejected'")
@@ -131,20 +114,7 @@ def outcomes_add(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
     A row replaces only a ``rejected`` one: an applied id keeps its first outcome for ever,
     while a rejected id stays open to a corrected re-publish (or a DLQ replay).
     """
-    if not rows:
-        return
-    name = conn.dialect.name
-    if name == "sqlite":
-        bulk.insert(conn, EVENT_OUTCOME, rows, suffix=_OUTCOME_SUFFIX)
-        return
-    if name not in _OUTCOME_UPSERT:
-        dialect = postgresql if name == "postgresql" else sqlite
-        stmt = dialect.insert(EVENT_OUTCOME)
-        _OUTCOME_UPSERT[name] = stmt.on_conflict_do_update(
-            index_elements=["project", "event_id"],
-            set_={c: stmt.excluded[c] for c in _OUTCOME_COLUMNS},
-            where=EVENT_OUTCOME.c.status == "rejected")
-    conn.execute(_OUTCOME_UPSERT[name], rows)
+    bulk.insert(conn, EVENT_OUTCOME, rows, suffix=_OUTCOME_SUFFIX)
 
 
 # Statements of every batch, built once with bound parameters: building a ``select`` (and
@@ -205,8 +175,6 @@ def max_version(conn: Connection, *, project: str, branch: str, asset: str) -> i
 
 
 _INSERT_INSTANCE = insert(INSTANCE).returning(INSTANCE.c.id)
-_INSERT_INSTANCES = insert(INSTANCE)
-_INSERT_EDGE = insert(EDGE)
 
 
 def insert_instance(conn: Connection, *, values: dict[str, Any]) -> int:
@@ -233,12 +201,12 @@ def reserve_instance_ids(conn: Connection, *, n: int) -> list[int]:
 
 def insert_instances(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
     """Insert instance rows whose ``id`` is given, in one statement."""
-    _insert_rows(conn, _INSERT_INSTANCES, rows)
+    bulk.insert(conn, INSTANCE, rows)
 
 
 def insert_edges(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
     """Insert lineage edges."""
-    _insert_rows(conn, _INSERT_EDGE, rows)
+    bulk.insert(conn, EDGE, rows)
 
 
 def _resolvers() -> dict[str, Select[Any]]:
