@@ -302,3 +302,37 @@ def test_json_columns_read_back_what_was_written(db_url: str) -> None:
             assert page["items"][0]["annotations"] == annotations
     finally:
         engine.dispose()
+
+
+def test_a_batch_reads_its_assets_kinds_and_versions_in_a_few_statements(db_url: str) -> None:
+    """The kinds and highest versions of the assets a batch registers are read together
+    (two statements for up to 16 assets, not two per asset), and the versions are still
+    each asset's next: over 40 assets, with one instance or two, one of another kind
+    (refused, alone)."""
+    engine = _engine(db_url)
+    first = [_registration(f"a{i}") for i in range(40) if i != 1]
+    apply_batch(engine, [*first, _registration("a1", kind="data")], prefix="assetd",
+                max_deliver=5)
+    apply_batch(engine, [_registration(f"a{i}") for i in range(0, 40, 4)], prefix="assetd",
+                max_deliver=5)
+    reads: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        text = " ".join(statement.split()).upper()
+        if text.startswith("SELECT") and ("FROM ASSET " in text or "INSTANCE.VERSION" in text):
+            reads.append(text)
+
+    batch = [_registration(f"a{i}") for i in range(40)]
+    event.listen(engine, "before_cursor_execute", seen)
+    apply_batch(engine, batch, prefix="assetd", max_deliver=5)
+    event.remove(engine, "before_cursor_execute", seen)
+    # a1 is a data asset: refused; the batch is applied again event by event (its own reads)
+    assert [r.outcome for r in batch] == ["rejected" if i == 1 else "applied" for i in range(40)]
+    with engine.connect() as conn:
+        latest = dict(conn.execute(select(INSTANCE.c.asset, func.max(INSTANCE.c.version))
+                                   .group_by(INSTANCE.c.asset)).all())
+    assert latest == {f"a{i}": 1 if i == 1 else 2 + (i % 4 == 0) for i in range(40)}
+    # per attempt (the optimistic one, then event by event): the kinds in one query, the
+    # versions in three (16 + 16 + 8 assets); one statement per asset and read would be 160
+    assert len(reads) == 8, reads
+    engine.dispose()

@@ -129,6 +129,9 @@ def _statements(tx: Tx, batch: list[Received], max_deliver: int, marks: list[int
     conn = tx.conn
     inbox = (_BatchInbox.read(conn, batch) if conn.dialect.name == "sqlite"
              else _BatchInbox.claim(conn, batch, tx.now) if optimistic else None)
+    tx.prefetch({(r.item.event.project, r.item.event.branch, r.item.event.subject)
+                 for r in batch if r.rejection is None and r.item is not None
+                 and r.item.event.type == "asset_registered"})
     for rec in batch:
         if rec.rejection is None and rec.item is not None:
             if optimistic:

@@ -174,6 +174,59 @@ def max_version(conn: Connection, *, project: str, branch: str, asset: str) -> i
     return int(conn.execute(_MAX_VERSION, params).scalar() or 0)
 
 
+_KINDS = (select(ASSET.c.asset, ASSET.c.kind)
+          .where(ASSET.c.project == bindparam("k_project"),
+                 ASSET.c.asset.in_(bindparam("k_assets", expanding=True)))
+          .order_by(ASSET.c.asset))
+_KINDS_LOCKED = _KINDS.with_for_update()
+
+
+def asset_kinds(conn: Connection, *, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The kind of each ``(project, asset)`` of ``keys`` that exists, one query per project;
+    on PostgreSQL their rows locked as :func:`get_asset` with ``lock`` does (in the order of
+    their names, so that two replicas lock them in the same order)."""
+    stmt = _KINDS_LOCKED if conn.dialect.name == "postgresql" else _KINDS
+    by_project: dict[str, list[str]] = {}
+    for project, asset in sorted(keys):
+        by_project.setdefault(project, []).append(asset)
+    return {(project, r[0]): r[1] for project, assets in by_project.items()
+            for r in conn.execute(stmt, {"k_project": project, "k_assets": assets})}
+
+
+# max_versions: at most this many (project, branch, asset) in one statement (one cached
+# statement per count up to it)
+_VERSIONS_PER_QUERY = 16
+_MAX_VERSIONS: dict[int, Select[Any]] = {}
+
+
+def _max_versions_query(n: int) -> Select[Any]:
+    """``SELECT (highest version of key 0), …, (… of key n-1)``: :data:`_MAX_VERSION`'s
+    read of the version index, once per key, in one statement."""
+    if n not in _MAX_VERSIONS:
+        _MAX_VERSIONS[n] = select(*(
+            select(INSTANCE.c.version).where(
+                INSTANCE.c.project == bindparam(f"p{i}"), INSTANCE.c.branch == bindparam(f"b{i}"),
+                INSTANCE.c.asset == bindparam(f"a{i}"))
+            .order_by(INSTANCE.c.version.desc()).limit(1).scalar_subquery()
+            for i in range(n)))
+    return _MAX_VERSIONS[n]
+
+
+def max_versions(conn: Connection, *, keys: list[tuple[str, str, str]]
+                 ) -> dict[tuple[str, str, str], int]:
+    """:func:`max_version` of each ``(project, branch, asset)`` of ``keys``, up to
+    :data:`_VERSIONS_PER_QUERY` of them per statement."""
+    out: dict[tuple[str, str, str], int] = {}
+    for start in range(0, len(keys), _VERSIONS_PER_QUERY):
+        chunk = keys[start:start + _VERSIONS_PER_QUERY]
+        params: dict[str, str] = {}
+        for i, (project, branch, asset) in enumerate(chunk):
+            params.update({f"p{i}": project, f"b{i}": branch, f"a{i}": asset})
+        row = conn.execute(_max_versions_query(len(chunk)), params).one()
+        out.update((key, int(v or 0)) for key, v in zip(chunk, row, strict=True))
+    return out
+
+
 _INSERT_INSTANCE = insert(INSTANCE).returning(INSTANCE.c.id)
 
 
