@@ -9,7 +9,8 @@ text is the same: ``tests/test_bulk.py`` compares both byte for byte), a value t
 (the batch's ``now``) is converted once, and the rows go in as one statement
 (``INSERT … VALUES (…), (…) [suffix]``), chunked under SQLite's limit on bound variables.
 
-PostgreSQL: one array per column, ``INSERT … SELECT * FROM unnest(%s::T[], …) [suffix]``.
+PostgreSQL: one array per column, ``INSERT … SELECT * FROM unnest(%b::T[], …) [suffix]``
+(bound in binary: the text format's escaping of every element cost more than it saved).
 SQLAlchemy's path there (its "insertmanyvalues" for RETURNING, psycopg's pipelined
 ``executemany`` otherwise) sent statements whose text grows with the batch, which psycopg
 parsed again every time (``_query2pg_nocache``: a tenth of the daemon's samples under load),
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from itertools import chain
-from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, DateTime, Table
@@ -68,30 +68,12 @@ def insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *,
     if not rows:
         return []
     head, columns, procs, dates = _plan(conn, table, tuple(rows[0]), suffix)
+    arrays = [_column(rows, name, proc, is_date)
+              for name, proc, is_date in zip(columns, procs, dates, strict=True)]
     if conn.dialect.name == "postgresql":
-        arrays = tuple(_column(rows, name, proc, is_date)
-                       for name, proc, is_date in zip(columns, procs, dates, strict=True))
-        result = conn.exec_driver_sql(head, arrays)
+        result = conn.exec_driver_sql(head, tuple(arrays))
         return list(result.fetchall()) if result.returns_rows else []
-    # the rows' values in column order, taken in C; then only the columns with a bind
-    # processor are walked in Python (a third of the values of a registration's rows)
-    take = itemgetter(*columns)
-    values = [list(take(row)) for row in rows] if len(columns) > 1 else \
-        [[row[columns[0]]] for row in rows]
-    memo: dict[int, Any] = {}  # id of a datetime -> its text, for this call's rows
-    for j, (proc, is_date) in enumerate(zip(procs, dates, strict=True)):
-        if proc is None:
-            continue
-        for vals in values:
-            value = vals[j]
-            if is_date and value is not None:
-                text = memo.get(id(value))
-                if text is None:
-                    text = memo[id(value)] = proc(value)
-                vals[j] = text
-            else:  # None too: a JSON column stores it as 'null'
-                vals[j] = proc(value)
-    flat = list(chain.from_iterable(values))
+    flat = list(chain.from_iterable(zip(*arrays, strict=True)))  # row by row
     width = len(columns)
     group = "(" + ", ".join("?" * width) + ")"
     per = max(1, _MAX_VARIABLES // width)
@@ -108,7 +90,8 @@ def insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *,
 
 def _column(rows: Sequence[dict[str, Any]], name: str, proc: Callable[[Any], Any] | None,
             is_date: bool) -> list[Any]:
-    """One column's values, through its bind processor (a repeated datetime once)."""
+    """One column's values, through the bind processor SQLAlchemy would use; a datetime that
+    repeats (the batch's ``now``) is converted once."""
     values = [row[name] for row in rows]
     if proc is None:
         return values

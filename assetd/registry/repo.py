@@ -131,9 +131,14 @@ _GET_ASSET_LOCKED = _GET_ASSET.with_for_update()
 # max(version): psycopg prepares a statement run five times, and PostgreSQL's generic plan
 # for that max() read every instance of the asset (11 ms at 20,000 of them; about a
 # millisecond per registration at 1,000,000, the ingest slowing as the registry grew).
-_MAX_VERSION = (select(INSTANCE.c.version).where(
-    INSTANCE.c.project == bindparam("k_project"), INSTANCE.c.branch == bindparam("k_branch"),
-    INSTANCE.c.asset == bindparam("k_asset")).order_by(INSTANCE.c.version.desc()).limit(1))
+def _version_read(project: str, branch: str, asset: str) -> Select[Any]:
+    """The highest version of the key bound to these parameter names."""
+    return (select(INSTANCE.c.version).where(
+        INSTANCE.c.project == bindparam(project), INSTANCE.c.branch == bindparam(branch),
+        INSTANCE.c.asset == bindparam(asset)).order_by(INSTANCE.c.version.desc()).limit(1))
+
+
+_MAX_VERSION = _version_read("k_project", "k_branch", "k_asset")
 _MAX_INSTANCE_ID = select(func.max(INSTANCE.c.id))
 
 
@@ -204,11 +209,7 @@ def _max_versions_query(n: int) -> Select[Any]:
     read of the version index, once per key, in one statement."""
     if n not in _MAX_VERSIONS:
         _MAX_VERSIONS[n] = select(*(
-            select(INSTANCE.c.version).where(
-                INSTANCE.c.project == bindparam(f"p{i}"), INSTANCE.c.branch == bindparam(f"b{i}"),
-                INSTANCE.c.asset == bindparam(f"a{i}"))
-            .order_by(INSTANCE.c.version.desc()).limit(1).scalar_subquery()
-            for i in range(n)))
+            _version_read(f"p{i}", f"b{i}", f"a{i}").scalar_subquery() for i in range(n)))
     return _MAX_VERSIONS[n]
 
 
