@@ -175,10 +175,8 @@ def test_the_highest_version_reads_one_index_entry_even_with_a_generic_plan(
         with engine.begin() as conn:  # then one asset grows before the next ANALYZE
             conn.exec_driver_sql(fill.format(asset="'a'", version="i", n=2, rows=3000))
         with engine.connect() as conn:
-            sql = str(repo._MAX_VERSION.compile(dialect=conn.dialect))
-            for n, name in enumerate(("k_project", "k_branch", "k_asset"), 1):
-                sql = sql.replace(f"%({name})s", f"${n}")
-            sql = sql.replace("%(param_1)s", "1")  # the LIMIT
+            sql = repo.versions_sql("postgresql", 1).replace("%s", "$1", 1)
+            sql = sql.replace("%s", "$2", 1).replace("%s", "$3", 1)
             conn.exec_driver_sql(f"PREPARE highest(text, text, text) AS {sql}")
             conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
             plan = "\n".join(r[0] for r in conn.exec_driver_sql(

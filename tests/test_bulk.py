@@ -7,7 +7,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Engine, insert, text
+import pytest
+from sqlalchemy import Engine, event, insert, text
+from sqlalchemy.exc import IntegrityError
 
 from assetd.registry import bulk, repo
 from assetd.registry.engine import make_engine
@@ -138,3 +140,39 @@ def test_a_missing_column_is_an_error_not_a_default(db_url: str) -> None:
         else:
             raise AssertionError("a row without a column went in")
         conn.execute(text("SELECT 1"))
+
+
+def test_a_statement_on_the_driver_fails_as_sqlalchemys_would(db_url: str) -> None:
+    """``driver.execute``: the error raised is SQLAlchemy's wrapper (what ``database_fault``
+    and every ``except SQLAlchemyError`` read), the ``handle_error`` hooks run, and cursor
+    listeners (statement counts, instrumentation) see the statement."""
+    engine = _registry(db_url)
+    now = datetime.now(UTC)
+    row = {"project": "p", "event_id": "a", "type": "asset_registered", "applied_at": now}
+    handled: list[Any] = []
+    executed: list[str] = []
+    event.listen(engine, "handle_error", lambda ctx: handled.append(ctx.original_exception))
+    event.listen(engine, "before_cursor_execute",
+                 lambda _c, _cur, sql, *_: executed.append(sql.split()[0]))
+    with engine.begin() as conn:
+        repo.inbox_insert(conn, rows=[row])
+    with pytest.raises(IntegrityError) as caught, engine.begin() as conn:
+        repo.inbox_insert(conn, rows=[row])  # the same key again
+    assert handled == [caught.value.orig]
+    assert executed.count("INSERT") == 2
+    with engine.connect() as conn:  # the pool's connection still works
+        assert conn.execute(text("SELECT count(*) FROM inbox")).scalar() == 1
+
+
+def test_marks_store_the_time_as_sqlalchemy_stores_it(db_url: str) -> None:
+    engine = _registry(db_url)
+    now = datetime.now(UTC)
+    rows = [{"id": f"o{i}", "subject": "s", "payload": b"x", "created_at": now}
+            for i in range(3)]
+    with engine.begin() as conn:
+        seqs = [r[0] for r in repo.outbox_add(conn, rows=rows)]
+        repo.outbox_mark_published(conn, seqs=seqs[:2], now=now)
+    with engine.connect() as conn:
+        marked = [r.published_at for r in conn.execute(OUTBOX.select().order_by(OUTBOX.c.seq))]
+        assert repo.outbox_pending(conn, limit=10)[0][1] == "o2"
+    assert marked == [now, now, None]

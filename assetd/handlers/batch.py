@@ -21,7 +21,7 @@ from assetd.handlers.promotion import on_promotion_requested, on_rollback_reques
 from assetd.handlers.quality import on_drift, on_quality
 from assetd.handlers.registration import on_defined, on_registered
 from assetd.handlers.tx import Tx, outbound
-from assetd.registry import repo
+from assetd.registry import driver, repo
 from assetd.registry.engine import database_fault
 from assetd.rules.loader import LoadedRules
 from assetd.schemas import wire
@@ -292,14 +292,14 @@ class _Savepoint:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        conn.exec_driver_sql("SAVEPOINT assetd_event")
+        driver.execute(conn, "SAVEPOINT assetd_event")
 
     def release(self) -> None:
-        self.conn.exec_driver_sql("RELEASE SAVEPOINT assetd_event")
+        driver.execute(self.conn, "RELEASE SAVEPOINT assetd_event")
 
     def rollback(self) -> None:
-        self.conn.exec_driver_sql("ROLLBACK TO SAVEPOINT assetd_event")
-        self.conn.exec_driver_sql("RELEASE SAVEPOINT assetd_event")
+        driver.execute(self.conn, "ROLLBACK TO SAVEPOINT assetd_event")
+        driver.execute(self.conn, "RELEASE SAVEPOINT assetd_event")
 
 
 def _queue_rejection(tx: Tx, rec: Received) -> None:

@@ -28,6 +28,8 @@ from typing import Any
 
 from sqlalchemy import Connection, DateTime, Table
 
+from assetd.registry import driver
+
 # SQLite's default limit on bound variables in one statement is 32,766 (since 3.32): stay
 # well under it (a batch of 500 instances, 15 columns, is one statement).
 _MAX_VARIABLES = 8_000
@@ -55,6 +57,19 @@ def _plan(conn: Connection, table: Table, columns: tuple[str, ...], suffix: str)
     return _PLANS[key]
 
 
+def bound(conn: Connection, table: Table, column: str, value: Any) -> Any:
+    """``value`` as SQLAlchemy would bind it to ``table.column`` (for :mod:`driver`'s SQL)."""
+    key = (conn.dialect.name, table.name, column)
+    if key not in _PROCESSORS:
+        _PROCESSORS[key] = table.c[column].type.dialect_impl(conn.dialect).bind_processor(
+            conn.dialect)
+    proc = _PROCESSORS[key]
+    return value if proc is None else proc(value)
+
+
+_PROCESSORS: dict[tuple[str, str, str], Callable[[Any], Any] | None] = {}
+
+
 def _is_datetime(type_: Any) -> bool:
     """A DateTime column, or a type decorating one (sqlmodel's UTCDateTime)."""
     return isinstance(getattr(type_, "impl_instance", type_), DateTime)
@@ -71,8 +86,7 @@ def insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *,
     arrays = [_column(rows, name, proc, is_date)
               for name, proc, is_date in zip(columns, procs, dates, strict=True)]
     if conn.dialect.name == "postgresql":
-        result = conn.exec_driver_sql(head, tuple(arrays))
-        return list(result.fetchall()) if result.returns_rows else []
+        return driver.execute(conn, head, tuple(arrays))
     flat = list(chain.from_iterable(zip(*arrays, strict=True)))  # row by row
     width = len(columns)
     group = "(" + ", ".join("?" * width) + ")"
@@ -82,9 +96,7 @@ def insert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *,
         count = min(per, len(rows) - start)
         sql = head + ", ".join([group] * count) + (" " + suffix if suffix else "")
         params = tuple(flat[start * width:(start + count) * width])
-        result = conn.exec_driver_sql(sql, params)
-        if result.returns_rows:
-            out += result.fetchall()
+        out += driver.execute(conn, sql, params)
     return out
 
 

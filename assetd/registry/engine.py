@@ -23,6 +23,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError
 
+from assetd.registry import driver
+
 # SQLite errors after which a pooled connection is useless even once the cause is fixed
 _SQLITE_STALE = ("readonly database", "disk i/o error", "unable to open database file")
 # SQLite errors that say the database cannot take a write now, whatever was written
@@ -185,7 +187,7 @@ def make_engine(url: str, *, writer: bool = True, busy_timeout_ms: int = 5000) -
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql(begin)
+        driver.execute(conn, begin)
 
     _track_commits(engine)
     if file is not None:

@@ -1,10 +1,12 @@
-"""Repository functions on the write path: SQLAlchemy Core, keyword-only, one connection.
+"""Repository functions on the write path: keyword-only, one connection; SQLAlchemy Core,
+and the statements every batch runs as SQL on the driver (``driver.py``, ``bulk.py``).
 
 Every function runs inside the caller's transaction; none commits.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from assetd.errors import InvalidError, NotFoundError
-from assetd.registry import bulk
+from assetd.registry import bulk, driver
 from assetd.registry.tables import ALIAS, ASSET, EDGE, EVENT_OUTCOME, INBOX, INSTANCE, OUTBOX
 from assetd.schemas.ids import parse_selector
 
@@ -54,11 +56,6 @@ def inbox_add(conn: Connection, *, project: str, event_id: str, type_: str, now:
     return conn.execute(stmt, params).first() is not None
 
 
-_INBOX_SEEN = select(INBOX.c.event_id).where(
-    INBOX.c.project == bindparam("k_project"),
-    INBOX.c.event_id.in_(bindparam("k_ids", expanding=True)))
-
-
 def inbox_seen(conn: Connection, *, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
     """Which ``(project, event id)`` of ``keys`` were applied before: one query per project."""
     by_project: dict[str, list[str]] = {}
@@ -66,8 +63,9 @@ def inbox_seen(conn: Connection, *, keys: list[tuple[str, str]]) -> set[tuple[st
         by_project.setdefault(project, []).append(event_id)
     seen: set[tuple[str, str]] = set()
     for project, ids in by_project.items():
-        rows = conn.execute(_INBOX_SEEN, {"k_project": project, "k_ids": ids})
-        seen.update((project, r[0]) for r in rows)
+        among, params = driver.one_of(conn, "event_id", ids)
+        sql = f"SELECT event_id FROM inbox WHERE project = {driver.placeholder(conn)} AND {among}"
+        seen.update((project, r[0]) for r in driver.execute(conn, sql, [project, *params]))
     return seen
 
 
@@ -117,31 +115,14 @@ def outcomes_add(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
     bulk.insert(conn, EVENT_OUTCOME, rows, suffix=_OUTCOME_SUFFIX)
 
 
-# Statements of every batch, built once with bound parameters: building a ``select`` (and
-# its cache key) per call cost more than its database work (~0.4 ms each, per batch).
+# Built once with bound parameters: building a ``select`` (and its cache key) per call cost
+# more than its database work (~0.4 ms each, per batch).
 _PENDING = (select(OUTBOX.c.seq, OUTBOX.c.id, OUTBOX.c.subject, OUTBOX.c.payload)
             .where(OUTBOX.c.published_at.is_(None)).order_by(OUTBOX.c.seq)
             .limit(bindparam("k_limit")))
-_MARK = (update(OUTBOX).where(OUTBOX.c.seq.in_(bindparam("k_seqs", expanding=True)))
-         .values(published_at=bindparam("k_now")))
 _GET_ASSET = select(ASSET).where(ASSET.c.project == bindparam("k_project"),
                                  ASSET.c.asset == bindparam("k_asset"))
 _GET_ASSET_LOCKED = _GET_ASSET.with_for_update()
-# The highest version as the first entry of the version index read backwards, not as
-# max(version): psycopg prepares a statement run five times, and PostgreSQL's generic plan
-# for that max() read every instance of the asset (11 ms at 20,000 of them; about a
-# millisecond per registration at 1,000,000, the ingest slowing as the registry grew).
-def _version_read(project: str, branch: str, asset: str) -> Select[Any]:
-    """The highest version of the key bound to these parameter names."""
-    return (select(INSTANCE.c.version).where(
-        INSTANCE.c.project == bindparam(project), INSTANCE.c.branch == bindparam(branch),
-        INSTANCE.c.asset == bindparam(asset)).order_by(INSTANCE.c.version.desc()).limit(1))
-
-
-_MAX_VERSION = _version_read("k_project", "k_branch", "k_asset")
-_MAX_INSTANCE_ID = select(func.max(INSTANCE.c.id))
-
-
 def outbox_pending(conn: Connection, *, limit: int) -> list[tuple[int, str, str, bytes]]:
     """The oldest unpublished outbound events: ``(seq, id, subject, payload)``."""
     return [(r[0], r[1], r[2], r[3]) for r in conn.execute(_PENDING, {"k_limit": limit})]
@@ -150,7 +131,10 @@ def outbox_pending(conn: Connection, *, limit: int) -> list[tuple[int, str, str,
 def outbox_mark_published(conn: Connection, *, seqs: list[int], now: datetime) -> None:
     """Mark outbound events as acknowledged by JetStream."""
     if seqs:
-        conn.execute(_MARK, {"k_seqs": seqs, "k_now": now})
+        among, params = driver.one_of(conn, "seq", seqs)
+        stamp = bulk.bound(conn, OUTBOX, "published_at", now)
+        driver.execute(conn, f"UPDATE outbox SET published_at = {driver.placeholder(conn)} "
+                             f"WHERE {among}", [stamp, *params])
 
 
 def get_asset(conn: Connection, *, project: str, asset: str, lock: bool = False) -> Any:
@@ -175,55 +159,52 @@ def upsert_asset(conn: Connection, *, project: str, asset: str, values: dict[str
 
 def max_version(conn: Connection, *, project: str, branch: str, asset: str) -> int:
     """The highest version of (project, branch, asset), 0 when there is none."""
-    params = {"k_project": project, "k_branch": branch, "k_asset": asset}
-    return int(conn.execute(_MAX_VERSION, params).scalar() or 0)
-
-
-_KINDS = (select(ASSET.c.asset, ASSET.c.kind)
-          .where(ASSET.c.project == bindparam("k_project"),
-                 ASSET.c.asset.in_(bindparam("k_assets", expanding=True)))
-          .order_by(ASSET.c.asset))
-_KINDS_LOCKED = _KINDS.with_for_update()
+    return max_versions(conn, keys=[(project, branch, asset)])[(project, branch, asset)]
 
 
 def asset_kinds(conn: Connection, *, keys: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
     """The kind of each ``(project, asset)`` of ``keys`` that exists, one query per project;
     on PostgreSQL their rows locked as :func:`get_asset` with ``lock`` does (in the order of
     their names, so that two replicas lock them in the same order)."""
-    stmt = _KINDS_LOCKED if conn.dialect.name == "postgresql" else _KINDS
+    lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
     by_project: dict[str, list[str]] = {}
     for project, asset in sorted(keys):
         by_project.setdefault(project, []).append(asset)
-    return {(project, r[0]): r[1] for project, assets in by_project.items()
-            for r in conn.execute(stmt, {"k_project": project, "k_assets": assets})}
+    kinds: dict[tuple[str, str], str] = {}
+    for project, assets in by_project.items():
+        among, params = driver.one_of(conn, "asset", assets)
+        sql = (f"SELECT asset, kind FROM asset WHERE project = {driver.placeholder(conn)} "
+               f"AND {among} ORDER BY asset{lock}")
+        kinds.update(((project, r[0]), r[1])
+                     for r in driver.execute(conn, sql, [project, *params]))
+    return kinds
 
 
-# max_versions: at most this many (project, branch, asset) in one statement (one cached
-# statement per count up to it)
+# max_versions: at most this many (project, branch, asset) in one statement
 _VERSIONS_PER_QUERY = 16
-_MAX_VERSIONS: dict[int, Select[Any]] = {}
 
 
-def _max_versions_query(n: int) -> Select[Any]:
-    """``SELECT (highest version of key 0), …, (… of key n-1)``: :data:`_MAX_VERSION`'s
-    read of the version index, once per key, in one statement."""
-    if n not in _MAX_VERSIONS:
-        _MAX_VERSIONS[n] = select(*(
-            _version_read(f"p{i}", f"b{i}", f"a{i}").scalar_subquery() for i in range(n)))
-    return _MAX_VERSIONS[n]
+@functools.cache
+def versions_sql(dialect: str, n: int) -> str:
+    """``SELECT (highest version of key 0), …, (… of key n-1)``, each the first entry of the
+    version index read backwards, not ``max(version)``: psycopg prepares a statement run five
+    times, and PostgreSQL's generic plan for that max() read every instance of the asset
+    (11 ms at 20,000 of them; about a millisecond per registration at 1,000,000)."""
+    p = "%s" if dialect == "postgresql" else "?"
+    one = (f"(SELECT version FROM instance WHERE project = {p} AND branch = {p} "
+           f"AND asset = {p} ORDER BY version DESC LIMIT 1)")
+    return "SELECT " + ", ".join([one] * n)
 
 
 def max_versions(conn: Connection, *, keys: list[tuple[str, str, str]]
                  ) -> dict[tuple[str, str, str], int]:
-    """:func:`max_version` of each ``(project, branch, asset)`` of ``keys``, up to
-    :data:`_VERSIONS_PER_QUERY` of them per statement."""
+    """The highest version of each ``(project, branch, asset)`` of ``keys`` (0: none yet),
+    up to :data:`_VERSIONS_PER_QUERY` of them per statement."""
     out: dict[tuple[str, str, str], int] = {}
     for start in range(0, len(keys), _VERSIONS_PER_QUERY):
         chunk = keys[start:start + _VERSIONS_PER_QUERY]
-        params: dict[str, str] = {}
-        for i, (project, branch, asset) in enumerate(chunk):
-            params.update({f"p{i}": project, f"b{i}": branch, f"a{i}": asset})
-        row = conn.execute(_max_versions_query(len(chunk)), params).one()
+        sql = versions_sql(conn.dialect.name, len(chunk))
+        row = driver.execute(conn, sql, [part for key in chunk for part in key])[0]
         out.update((key, int(v or 0)) for key, v in zip(chunk, row, strict=True))
     return out
 
@@ -239,7 +220,7 @@ def insert_instance(conn: Connection, *, values: dict[str, Any]) -> int:
 def next_instance_id(conn: Connection) -> int:
     """The id SQLite would give the next instance (its rowid: the highest + 1). Only for a
     writer holding SQLite's write lock (``BEGIN IMMEDIATE``): no one else can insert."""
-    return int(conn.execute(_MAX_INSTANCE_ID).scalar() or 0) + 1
+    return int(driver.execute(conn, "SELECT max(id) FROM instance")[0][0] or 0) + 1
 
 
 _RESERVE_IDS = text("SELECT nextval(pg_get_serial_sequence('instance', 'id')) "

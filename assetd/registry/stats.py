@@ -11,27 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Update, and_, bindparam, case, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Update, bindparam, select, update
 
+from assetd.registry import bulk
 from assetd.registry.tables import INSTANCE, STATS
 
 Key = tuple[str, str, str]  # (project, branch, asset)
-_UPSERT: dict[str, Insert] = {}
-
-
-def _upsert(dialect_name: str) -> Insert:
-    if dialect_name not in _UPSERT:
-        dialect = postgresql if dialect_name == "postgresql" else sqlite
-        stmt = dialect.insert(STATS)
-        new = stmt.excluded
-        higher = and_(new.latest.is_not(None),
-                      or_(STATS.c.latest.is_(None), new.latest > STATS.c.latest))
-        _UPSERT[dialect_name] = stmt.on_conflict_do_update(
-            index_elements=["project", "branch", "asset"],
-            set_={"instances": STATS.c.instances + new.instances,
-                  "latest": case((higher, new.latest), else_=STATS.c.latest)})
-    return _UPSERT[dialect_name]
+# Add the batch's count; raise ``latest`` only to a higher version (a new ready instance)
+_ADD = ("ON CONFLICT (project, branch, asset) DO UPDATE SET "
+        "instances = asset_stats.instances + excluded.instances, "
+        "latest = CASE WHEN excluded.latest IS NOT NULL AND (asset_stats.latest IS NULL "
+        "OR excluded.latest > asset_stats.latest) THEN excluded.latest "
+        "ELSE asset_stats.latest END")
 
 
 def _recompute() -> Update:
@@ -54,7 +45,7 @@ def add(conn: Connection, *, counts: dict[Key, tuple[int, int | None]]) -> None:
     if counts:
         rows = [{"project": p, "branch": b, "asset": a, "instances": n, "latest": v}
                 for (p, b, a), (n, v) in sorted(counts.items())]
-        conn.execute(_upsert(conn.dialect.name), rows)
+        bulk.insert(conn, STATS, rows, suffix=_ADD)
 
 
 def recompute(conn: Connection, *, keys: set[Key]) -> None:
