@@ -155,9 +155,9 @@ def test_a_statement_on_the_driver_fails_as_sqlalchemys_would(db_url: str) -> No
     event.listen(engine, "before_cursor_execute",
                  lambda _c, _cur, sql, *_: executed.append(sql.split()[0]))
     with engine.begin() as conn:
-        repo.inbox_insert(conn, rows=[row])
+        bulk.insert(conn, INBOX, [row])
     with pytest.raises(IntegrityError) as caught, engine.begin() as conn:
-        repo.inbox_insert(conn, rows=[row])  # the same key again
+        bulk.insert(conn, INBOX, [row])  # the same key again
     assert handled == [caught.value.orig]
     assert executed.count("INSERT") == 2
     with engine.connect() as conn:  # the pool's connection still works

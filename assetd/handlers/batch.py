@@ -127,23 +127,20 @@ def _attempt(engine: Engine, batch: list[Received], *, prefix: str, max_deliver:
 def _statements(tx: Tx, batch: list[Received], max_deliver: int, marks: list[int] | None,
                 optimistic: bool) -> None:
     conn = tx.conn
-    inbox = (_BatchInbox.read(conn, batch) if conn.dialect.name == "sqlite"
-             else _BatchInbox.claim(conn, batch, tx.now) if optimistic else None)
+    inbox = _BatchInbox.claim(conn, batch, tx.now) if optimistic else None
     tx.prefetch({(r.item.event.project, r.item.event.branch, r.item.event.subject)
                  for r in batch if r.rejection is None and r.item is not None
                  and r.item.event.type == "asset_registered"})
     for rec in batch:
         if rec.rejection is None and rec.item is not None:
-            if optimistic:
+            if inbox is not None:
                 _apply_optimistic(tx, rec, inbox)
             else:
-                _apply_one(tx, rec, max_deliver, inbox)
+                _apply_one(tx, rec, max_deliver)
         elif rec.rejection is not None:
             rec.reject(rec.rejection)
         if rec.outcome == "rejected":
             _queue_rejection(tx, rec)
-    if inbox is not None:
-        repo.inbox_insert(conn, rows=inbox.rows)
     tx.flush()
     repo.outcomes_add(conn, rows=rows(batch, now=tx.now))
     if marks:
@@ -151,67 +148,69 @@ def _statements(tx: Tx, batch: list[Received], max_deliver: int, marks: list[int
 
 
 class _BatchInbox:
-    """The inbox of a batch in one or two statements, not a statement per event.
+    """The inbox of a batch applied without savepoints, in one statement (:meth:`claim`).
 
-    SQLite (:meth:`read`): one read of the batch's ids, and the applied ones written at the
-    end. Safe there because the batch's transaction began with ``BEGIN IMMEDIATE``: no other
-    writer (another replica) can add an id between the read and the write.
-
-    PostgreSQL, a batch applied without savepoints (:meth:`claim`): every id of the batch
-    inserted at the start, in one ``INSERT … ON CONFLICT DO NOTHING RETURNING``; an id that
-    does not come back was applied before, or by a concurrent replica (the insert waits for
-    that replica's transaction to end, as the per-event insert did). The ids go in sorted,
-    so that two replicas claiming overlapping ids take their locks in the same order. Any
-    failure rolls the batch back and applies it again event by event, with the per-event
-    insert inside each event's savepoint (a refused event must not keep its id).
+    Every id of the batch inserted at the start, in one ``INSERT … ON CONFLICT DO NOTHING
+    RETURNING``; an id that does not come back was applied before, or (PostgreSQL) by a
+    concurrent replica: the insert waits for that replica's transaction to end, as a
+    per-event insert would; SQLite's ``BEGIN IMMEDIATE`` lets no other writer in at all.
+    The ids go in sorted, so that two replicas claiming overlapping ids take their locks in
+    the same order. Any failure rolls the batch back and applies it again event by event,
+    with the per-event insert inside each event's savepoint (a refused event must not keep
+    its id).
     """
 
-    def __init__(self, seen: set[tuple[str, str]], *, claimed: bool = False) -> None:
+    def __init__(self, seen: set[tuple[str, str]]) -> None:
         self.seen = seen
-        self.claimed = claimed
-        self.rows: list[dict[str, Any]] = []
-
-    @staticmethod
-    def _decoded(batch: list[Received]) -> list[Any]:
-        return [r.item.event for r in batch if r.rejection is None and r.item is not None]
-
-    @classmethod
-    def read(cls, conn: Connection, batch: list[Received]) -> _BatchInbox:
-        return cls(repo.inbox_seen(conn, keys=[(e.project, e.id) for e in cls._decoded(batch)]))
 
     @classmethod
     def claim(cls, conn: Connection, batch: list[Received], now: datetime) -> _BatchInbox:
         first: dict[tuple[str, str], str] = {}
-        for ev in cls._decoded(batch):
-            first.setdefault((ev.project, ev.id), ev.type)
+        for rec in batch:
+            if rec.rejection is None and rec.item is not None:
+                ev = rec.item.event
+                first.setdefault((ev.project, ev.id), ev.type)
         rows = [{"project": p, "event_id": i, "type": t, "applied_at": now}
                 for (p, i), t in sorted(first.items())]
         new = repo.inbox_claim(conn, rows=rows)
-        return cls(set(first) - new, claimed=True)
+        return cls(set(first) - new)
 
-    def applied(self, ev: Any, now: datetime) -> None:
+    def applied(self, ev: Any) -> None:
+        """``ev`` applied: a later copy of its id in the batch is a duplicate."""
         self.seen.add((ev.project, ev.id))
-        if not self.claimed:
-            self.rows.append({"project": ev.project, "event_id": ev.id, "type": ev.type,
-                              "applied_at": now})
 
 
-def _apply_optimistic(tx: Tx, rec: Received, inbox: _BatchInbox | None) -> None:
+def _apply_optimistic(tx: Tx, rec: Received, inbox: _BatchInbox) -> None:
     """One event without a savepoint: any failure ends the attempt (see ``_attempt``)."""
-    if not _seen_in_batch(rec, inbox) and _handle(tx, rec, inbox, optimistic=True):
-        _kept(tx, rec, inbox)
-
-
-def _apply_one(tx: Tx, rec: Received, max_deliver: int, inbox: _BatchInbox | None) -> None:
-    if _seen_in_batch(rec, inbox):
+    assert rec.item is not None
+    ev = rec.item.event
+    if (ev.project, ev.id) in inbox.seen:  # applied before, or earlier in this batch
+        rec.outcome = "duplicate"
         return
+    if ev.type != "asset_registered":
+        tx.write_instances()  # other handlers read instances (and edges) of the batch
+    _handle(tx, rec)
+    _kept(tx, rec)
+    inbox.applied(ev)
+
+
+def _apply_one(tx: Tx, rec: Received, max_deliver: int) -> None:
+    """One event in a savepoint of its own, its id recorded in it: a refused event's
+    change and id are undone alone."""
+    assert rec.item is not None
+    ev = rec.item.event
     snap = tx.snapshot()
     savepoint = _Savepoint(tx.conn)
     try:
-        ran = _handle(tx, rec, inbox, optimistic=False)
+        new = repo.inbox_add(tx.conn, project=ev.project, event_id=ev.id, type_=ev.type,
+                             now=tx.now)
+        if new:
+            _handle(tx, rec)
         savepoint.release()
-        if ran:
-            _kept(tx, rec, inbox)
+        if new:
+            _kept(tx, rec)
+        else:
+            rec.outcome = "duplicate"
     except RejectedError as exc:
         savepoint.rollback()
         tx.restore(snap)
@@ -230,39 +229,17 @@ def _apply_one(tx: Tx, rec: Received, max_deliver: int, inbox: _BatchInbox | Non
             rec.reject(give_up(rec.delivered, rec.error))
 
 
-def _seen_in_batch(rec: Received, inbox: _BatchInbox | None) -> bool:
-    """A duplicate by the batch inbox (SQLite): applied before, or earlier in this batch."""
+def _handle(tx: Tx, rec: Received) -> None:
+    """Run the event's handler and build its outcome."""
     assert rec.item is not None
-    ev = rec.item.event
-    if inbox is not None and (ev.project, ev.id) in inbox.seen:
-        rec.outcome = "duplicate"
-        return True
-    return False
-
-
-def _handle(tx: Tx, rec: Received, inbox: _BatchInbox | None, *, optimistic: bool) -> bool:
-    """Record the id (without a batch inbox) and run the event's handler; False (and the
-    outcome ``duplicate``) when the id was applied before."""
-    assert rec.item is not None
-    ev = rec.item.event
-    handler = HANDLERS[ev.type]  # decode() refused every type without a handler
-    if inbox is None and not repo.inbox_add(tx.conn, project=ev.project, event_id=ev.id,
-                                            type_=ev.type, now=tx.now):
-        rec.outcome = "duplicate"
-        return False
-    if optimistic and ev.type != "asset_registered":
-        tx.write_instances()  # other handlers read instances (and edges) of the batch
-    tx.trace = ev.trace()  # carried to every outbound event this one causes
+    handler = HANDLERS[rec.item.event.type]  # decode() refused every type without a handler
+    tx.trace = rec.item.event.trace()  # carried to every outbound event this one causes
     rec.result = applied(tx, rec.item, handler(tx, rec.item))
-    return True
 
 
-def _kept(tx: Tx, rec: Received, inbox: _BatchInbox | None) -> None:
-    """The event applied: its outbound events kept, its id in the batch inbox."""
-    assert rec.item is not None
+def _kept(tx: Tx, rec: Received) -> None:
+    """The event applied: its outbound events and counters go in with the batch."""
     tx.keep()
-    if inbox is not None:
-        inbox.applied(rec.item.event, tx.now)
     rec.outcome = "applied"
 
 

@@ -56,35 +56,14 @@ def inbox_add(conn: Connection, *, project: str, event_id: str, type_: str, now:
     return conn.execute(stmt, params).first() is not None
 
 
-def inbox_seen(conn: Connection, *, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Which ``(project, event id)`` of ``keys`` were applied before: one query per project."""
-    by_project: dict[str, list[str]] = {}
-    for project, event_id in keys:
-        by_project.setdefault(project, []).append(event_id)
-    seen: set[tuple[str, str]] = set()
-    for project, ids in by_project.items():
-        among, params = driver.one_of(conn, "event_id", ids)
-        sql = f"SELECT event_id FROM inbox WHERE project = {driver.placeholder(conn)} AND {among}"
-        seen.update((project, r[0]) for r in driver.execute(conn, sql, [project, *params]))
-    return seen
-
-
 def inbox_claim(conn: Connection, *, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    """PostgreSQL: insert inbox rows, skipping ids already there (or being inserted by
+    """Insert inbox rows, skipping ids already there (PostgreSQL: or being inserted by
     another transaction, once it commits); return the ``(project, event_id)`` that went in.
     Pass the rows sorted by key: concurrent claims then lock in the same order."""
     return {(r[0], r[1]) for r in bulk.insert(conn, INBOX, rows, suffix=_CLAIM_SUFFIX)}
 
 
 _CLAIM_SUFFIX = "ON CONFLICT (project, event_id) DO NOTHING RETURNING project, event_id"
-
-
-def inbox_insert(conn: Connection, *, rows: list[dict[str, Any]]) -> None:
-    """Record applied ids (``project``, ``event_id``, ``type``, ``applied_at``) in one
-    statement; a key already there fails the transaction (it would have been a duplicate)."""
-    bulk.insert(conn, INBOX, rows)
-
-
 
 
 def outbox_add(conn: Connection, *, rows: list[dict[str, Any]]
