@@ -4,6 +4,7 @@ the PostgreSQL database given), waiting for it to answer, and the machine's desc
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import platform
@@ -189,6 +190,42 @@ def processes(procs: list[subprocess.Popen[bytes]]) -> dict[str, int]:
                 if pid not in parents.values():
                     found[f"{comm} of {name}"] = pid
     return found
+
+
+def limit_cpus(cpus: float) -> str:
+    """Put this process, and so every process it starts (the daemons, nats-server, the
+    relay's child), in a cgroup of its own that may use ``cpus`` cores in all: the same
+    benchmark on a slower machine, reproducibly (root, and Linux's cpu controller, needed;
+    a PostgreSQL server is not started here, so not limited).
+    A 10 ms period: the group's share comes in slices of a few milliseconds, not stalls of
+    a tenth of a second. Returns what was set, for the report."""
+    period = 10_000  # µs
+    quota = max(1_000, int(cpus * period))
+    name = f"assetd-bench-{os.getpid()}"
+    v2 = Path("/sys/fs/cgroup/cgroup.controllers")
+    try:
+        if v2.exists() and "cpu" in v2.read_text().split():  # cgroup v2
+            group = Path("/sys/fs/cgroup") / name
+            group.mkdir(exist_ok=True)
+            (group / "cpu.max").write_text(f"{quota} {period}")
+        else:  # cgroup v1
+            group = Path("/sys/fs/cgroup/cpu") / name
+            group.mkdir(exist_ok=True)
+            (group / "cpu.cfs_period_us").write_text(str(period))
+            (group / "cpu.cfs_quota_us").write_text(str(quota))
+        (group / "cgroup.procs").write_text(str(os.getpid()))
+        atexit.register(_leave, group)
+    except OSError as exc:
+        raise SystemExit(f"--cpus needs root and Linux's cpu cgroup controller ({exc}); "
+                         "run without --cpus") from None
+    return f"{quota / period:.2f} cpus (cgroup {group}: {quota} µs every {period} µs)"
+
+
+def _leave(group: Path) -> None:
+    """Back to the parent cgroup, and the benchmark's removed (once its processes ended)."""
+    with contextlib.suppress(OSError):
+        (group.parent / "cgroup.procs").write_text(str(os.getpid()))
+        group.rmdir()
 
 
 def machine() -> str:

@@ -32,6 +32,7 @@ import orjson
 from _common import (
     children,
     cpu_seconds,
+    limit_cpus,
     machine,
     processes,
     pss_mb,
@@ -216,6 +217,9 @@ def main() -> None:
     p.add_argument("--replicas", type=int, default=1, help="daemon processes")
     p.add_argument("--raw-batch", type=int, default=500, help="fetch size of the raw ceiling")
     p.add_argument("--no-raw", action="store_true", help="skip the raw ceiling")
+    p.add_argument("--cpus", type=float, default=0,
+                   help="limit this benchmark and everything it starts to this many cores "
+                        "in all (a cgroup; needs root): a slower machine, reproducibly")
     p.add_argument("--trace", action="store_true",
                    help="ASSETD_TRACE_STAGES=1 in the daemons: print where the time went")
     p.add_argument("--keep", action="store_true", help="keep the temp dir")
@@ -226,6 +230,8 @@ def main() -> None:
     n = int(args.rate * args.seconds) if args.rate and args.seconds else args.n
 
     print(machine(), flush=True)
+    if args.cpus:
+        print(f"limited to:    {limit_cpus(args.cpus)}", flush=True)
     env = {"ASSETD_TRACE_STAGES": "1", "ASSETD_LOG_LEVEL": "INFO"} if args.trace else {}
     with (scratch_database(args.db, args.pg_url) as db_url,
           running_daemons(replicas=args.replicas, db_url=db_url, env=env,
