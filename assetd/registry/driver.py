@@ -7,7 +7,8 @@ most of the daemon's (docs/benchmarks.md). Here a statement is text written for 
 (SQLite's ``?``, psycopg's ``%s``), run on the connection's DBAPI cursor in the caller's
 transaction, and everything else stays SQLAlchemy's:
 
-- an error goes through SQLAlchemy's own handling (``Connection._handle_dbapi_exception``):
+- an error goes through SQLAlchemy's own handling (``Connection._handle_dbapi_exception``,
+  private but unchanged through 2.0 and 2.1; ``tests/test_bulk.py`` fails if that ends):
   the ``handle_error`` hooks run (engine.py's stale-file and fault handling), the
   connection is invalidated when it is gone, and what is raised is SQLAlchemy's wrapper,
   so ``database_fault`` and the callers' ``except SQLAlchemyError`` see what they saw;
