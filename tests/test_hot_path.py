@@ -337,3 +337,18 @@ def test_a_batch_reads_its_assets_kinds_and_versions_in_a_few_statements(db_url:
     # versions in three (16 + 16 + 8 assets); one statement per asset and read would be 160
     assert len(reads) == 8, reads
     engine.dispose()
+
+
+def test_sqlite_batches_reuse_the_connection_that_wrote_last(tmp_path: Path) -> None:
+    """SQLite drops a connection's page cache when another connection wrote since: once the
+    pool holds two writer connections (another task wrote while a batch ran), batches one
+    after the other still get the one used last, not each in turn."""
+    engine = _engine(f"sqlite:///{tmp_path / 'r.db'}")
+    used: list[int] = []
+    event.listen(engine, "checkout", lambda dbapi, _rec, _proxy: used.append(id(dbapi)))
+    with engine.connect(), engine.connect():  # two connections in the pool
+        pass
+    for _ in range(4):
+        apply_batch(engine, [_registration("a")], prefix="assetd", max_deliver=5)
+    engine.dispose()
+    assert len(set(used[:2])) == 2 and len(set(used[2:])) == 1, used
