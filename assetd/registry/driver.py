@@ -18,6 +18,7 @@ transaction, and everything else stays SQLAlchemy's:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +37,11 @@ def execute(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]
         for after in dispatch.after_cursor_execute:
             after(conn, cursor, sql, params, None, False)
     except Exception as exc:
+        # the cursor first: SQLite keeps a connection with an unfinished statement open past
+        # its close(), and the handling below may close this one to drop a read-only state
+        # (engine.py: _on_sqlite_error, which closes only an execution context's cursor)
+        with contextlib.suppress(Exception):
+            cursor.close()
         conn._handle_dbapi_exception(exc, sql, params, cursor, None)  # raises, wrapped
     cursor.close()
     return rows
