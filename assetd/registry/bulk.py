@@ -51,7 +51,7 @@ def _plan(conn: Connection, table: Table, columns: tuple[str, ...], suffix: str)
             head += f"SELECT * FROM unnest({arrays})" + (f" {suffix}" if suffix else "")
         else:
             head += "VALUES "
-        procs = tuple(t.dialect_impl(dialect).bind_processor(dialect) for t in types)
+        procs = tuple(_processor(conn, table, c) for c in columns)
         dates = tuple(_is_datetime(t) for t in types)
         _PLANS[key] = (head, columns, procs, dates)
     return _PLANS[key]
@@ -59,12 +59,17 @@ def _plan(conn: Connection, table: Table, columns: tuple[str, ...], suffix: str)
 
 def bound(conn: Connection, table: Table, column: str, value: Any) -> Any:
     """``value`` as SQLAlchemy would bind it to ``table.column`` (for :mod:`driver`'s SQL)."""
+    proc = _processor(conn, table, column)
+    return value if proc is None else proc(value)
+
+
+def _processor(conn: Connection, table: Table, column: str) -> Callable[[Any], Any] | None:
+    """The bind processor SQLAlchemy uses for ``table.column`` on this dialect."""
     key = (conn.dialect.name, table.name, column)
     if key not in _PROCESSORS:
         _PROCESSORS[key] = table.c[column].type.dialect_impl(conn.dialect).bind_processor(
             conn.dialect)
-    proc = _PROCESSORS[key]
-    return value if proc is None else proc(value)
+    return _PROCESSORS[key]
 
 
 _PROCESSORS: dict[tuple[str, str, str], Callable[[Any], Any] | None] = {}

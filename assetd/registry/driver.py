@@ -47,9 +47,9 @@ def execute(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]
     return rows
 
 
-def placeholder(conn: Connection) -> str:
+def placeholder(dialect: str) -> str:
     """The driver's placeholder for one parameter: ``?`` (sqlite3) or ``%s`` (psycopg)."""
-    return "%s" if conn.dialect.name == "postgresql" else "?"
+    return "%s" if dialect == "postgresql" else "?"
 
 
 def one_of(conn: Connection, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:

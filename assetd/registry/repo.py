@@ -112,8 +112,9 @@ def outbox_mark_published(conn: Connection, *, seqs: list[int], now: datetime) -
     if seqs:
         among, params = driver.one_of(conn, "seq", seqs)
         stamp = bulk.bound(conn, OUTBOX, "published_at", now)
-        driver.execute(conn, f"UPDATE outbox SET published_at = {driver.placeholder(conn)} "
-                             f"WHERE {among}", [stamp, *params])
+        p = driver.placeholder(conn.dialect.name)
+        driver.execute(conn, f"UPDATE outbox SET published_at = {p} WHERE {among}",
+                       [stamp, *params])
 
 
 def get_asset(conn: Connection, *, project: str, asset: str, lock: bool = False) -> Any:
@@ -146,14 +147,14 @@ def asset_kinds(conn: Connection, *, keys: set[tuple[str, str]]) -> dict[tuple[s
     on PostgreSQL their rows locked as :func:`get_asset` with ``lock`` does (in the order of
     their names, so that two replicas lock them in the same order)."""
     lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
+    p = driver.placeholder(conn.dialect.name)
     by_project: dict[str, list[str]] = {}
     for project, asset in sorted(keys):
         by_project.setdefault(project, []).append(asset)
     kinds: dict[tuple[str, str], str] = {}
     for project, assets in by_project.items():
         among, params = driver.one_of(conn, "asset", assets)
-        sql = (f"SELECT asset, kind FROM asset WHERE project = {driver.placeholder(conn)} "
-               f"AND {among} ORDER BY asset{lock}")
+        sql = f"SELECT asset, kind FROM asset WHERE project = {p} AND {among} ORDER BY asset{lock}"
         kinds.update(((project, r[0]), r[1])
                      for r in driver.execute(conn, sql, [project, *params]))
     return kinds
@@ -169,7 +170,7 @@ def versions_sql(dialect: str, n: int) -> str:
     version index read backwards, not ``max(version)``: psycopg prepares a statement run five
     times, and PostgreSQL's generic plan for that max() read every instance of the asset
     (11 ms at 20,000 of them; about a millisecond per registration at 1,000,000)."""
-    p = "%s" if dialect == "postgresql" else "?"
+    p = driver.placeholder(dialect)
     one = (f"(SELECT version FROM instance WHERE project = {p} AND branch = {p} "
            f"AND asset = {p} ORDER BY version DESC LIMIT 1)")
     return "SELECT " + ", ".join([one] * n)
